@@ -1,0 +1,39 @@
+"""minihaiku: a small, fast, Haiku-style neural-network library for JAX.
+
+``import minihaiku as mh``; see README.md for a tour and ``shared/API.md`` for
+the contract.
+"""
+
+from minihaiku.errors import MiniHaikuError
+from minihaiku.errors import MismatchError
+from minihaiku.errors import MissingParamError
+from minihaiku.errors import NoRngError
+from minihaiku.errors import NotInTransformError
+from minihaiku.errors import StateNotAllowedError
+from minihaiku.errors import UnliftedTransformError
+from minihaiku.module import Module
+from minihaiku.module import module_method
+from minihaiku.params import get_param
+from minihaiku.rng import PRNGSequence
+from minihaiku.rng import maybe_next_rng_key
+from minihaiku.rng import next_rng_key
+from minihaiku.state import get_state
+from minihaiku.state import set_state
+from minihaiku.transform import Transformed
+from minihaiku.transform import TransformedWithState
+from minihaiku.transform import inside_transform
+from minihaiku.transform import running_init
+from minihaiku.transform import transform
+from minihaiku.transform import transform_with_state
+from minihaiku.transform import without_apply_rng
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MiniHaikuError", "MismatchError", "MissingParamError", "NoRngError",
+    "NotInTransformError", "StateNotAllowedError", "UnliftedTransformError",
+    "Module", "module_method", "get_param", "PRNGSequence",
+    "maybe_next_rng_key", "next_rng_key", "get_state", "set_state",
+    "Transformed", "TransformedWithState", "inside_transform", "running_init",
+    "transform", "transform_with_state", "without_apply_rng",
+]

@@ -1,0 +1,98 @@
+"""The frame stack: what a transformed function is doing right now.
+
+A :class:`Frame` is pushed when ``init`` or ``apply`` starts running the
+user's function and popped when it returns or raises. It holds the params and
+state being read or created, the key sequence, whether we are initialising,
+and the naming scope of the module method running. The stack is thread-local,
+so transforms running in different threads never see each other's frames.
+"""
+
+import threading
+from typing import Any, Optional
+
+from jax.extend.core import get_opaque_trace_state
+
+from minihaiku import errors
+
+
+class Frame:
+    """Everything a transformed function reads and writes while it runs.
+
+    Attributes:
+      params: path -> array. Read in apply; filled in init.
+      state: path -> current value of each state entry.
+      initial_state: path -> value as first created (init only).
+      rng: a ``PRNGSequence`` or ``None``.
+      is_init: whether we are running ``init``.
+      allow_state: ``False`` under ``mh.transform``.
+      scope: the path prefix of the module method running, e.g. ``~/MLP_0/__call__``.
+      counters: module name -> instances built so far in this method call.
+      trace: the JAX trace this frame was pushed in; touching params, state or
+        keys from another trace means a raw JAX transform is in between.
+    """
+
+    __slots__ = ("params", "state", "initial_state", "rng", "is_init",
+                 "allow_state", "scope", "counters", "trace")
+
+    def __init__(self, params, state, rng, is_init: bool, allow_state: bool,
+                 scope: str = "~", counters: Optional[dict] = None):
+        self.params = params
+        self.state = state
+        self.initial_state = {}
+        self.rng = rng
+        self.is_init = is_init
+        self.allow_state = allow_state
+        self.scope = scope
+        self.counters = {} if counters is None else counters
+        self.trace = get_opaque_trace_state()
+
+
+class _Stack(threading.local):
+    def __init__(self):
+        self.frames: list = []
+
+
+_STACK = _Stack()
+
+
+def frames() -> list:
+    """The calling thread's frame stack (innermost last)."""
+    return _STACK.frames
+
+
+def current_frame(caller: str) -> Frame:
+    """The innermost frame, or a clear error naming ``caller`` if there is none."""
+    stack = _STACK.frames
+    if not stack:
+        raise errors.NotInTransformError(
+            f"{caller} must be called inside a function transformed by "
+            "mh.transform or mh.transform_with_state. Fix: wrap the code that "
+            "calls it, e.g. `init, apply = mh.transform(f)`, then call "
+            "`init(rng, x)` / `apply(params, rng, x)`.")
+    return stack[-1]
+
+
+def check_trace(frame: Frame, caller: str, path: str) -> None:
+    """Refuses a raw JAX transform between ``frame``'s push and this call."""
+    if get_opaque_trace_state() != frame.trace:
+        raise errors.UnliftedTransformError(
+            f"{caller} for '{path}' was called inside a raw JAX transform "
+            "(jax.jit, jax.vmap, jax.grad, jax.checkpoint, jax.lax.scan, "
+            "jax.lax.cond, ...) that sits inside the transformed function. "
+            "Params, state and rng keys would leak out of it as tracers. Fix: "
+            "use the lifted version from mh.lifted (mh.lifted.scan, remat, "
+            "vmap, cond, switch, fori_loop, while_loop, layer_stack), or "
+            "apply the JAX transform to the whole init/apply instead "
+            "(e.g. jax.jit(apply)).")
+
+
+def push(frame: Frame) -> None:
+    """Pushes ``frame``; always pair with :func:`pop` in ``try/finally``."""
+    _STACK.frames.append(frame)
+
+
+def pop(frame: Frame) -> Any:
+    """Pops ``frame``, which must be the innermost one."""
+    popped = _STACK.frames.pop()
+    assert popped is frame, "minihaiku frame stack out of order"
+    return popped

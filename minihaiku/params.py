@@ -1,0 +1,98 @@
+"""``get_param``: create a parameter in ``init``, read it in ``apply``."""
+
+from typing import Any, Callable, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from minihaiku import errors
+from minihaiku import frame as frame_lib
+from minihaiku import rng as rng_lib
+
+Initializer = Callable[[jax.Array, Sequence[int], Any], jax.Array]
+
+
+def _standard_normal(key, shape, dtype):
+    return jax.random.normal(key, shape, dtype)
+
+
+# dtype as requested -> dtype as stored (float64 becomes float32 without x64).
+_CANONICAL: dict = {}
+
+
+def canonical_dtype(dtype) -> np.dtype:
+    """The dtype JAX would actually store for a request of ``dtype``."""
+    key = (dtype, jax.config.jax_enable_x64)
+    try:
+        return _CANONICAL[key]
+    except KeyError:
+        _CANONICAL[key] = out = jax.dtypes.canonicalize_dtype(dtype)
+        return out
+
+
+def check_value(kind: str, path: str, value, shape, dtype, fix: str) -> None:
+    """Raises a ``MismatchError`` unless ``value`` has ``shape`` and ``dtype``."""
+    if shape is not None and value.shape != shape:
+        raise errors.MismatchError(
+            f"{kind} '{path}' has shape {tuple(value.shape)} but shape "
+            f"{tuple(shape)} was requested. {fix}")
+    if dtype is not None and value.dtype != canonical_dtype(dtype):
+        raise errors.MismatchError(
+            f"{kind} '{path}' has dtype {value.dtype} but dtype "
+            f"{np.dtype(dtype).name} was requested. {fix}")
+
+
+def get_param(name: str, shape: Sequence[int], dtype: Any = jnp.float32,
+              init: Optional[Initializer] = None) -> jax.Array:
+    """Creates (in ``init``) or reads (in ``apply``) the param ``name``.
+
+    The param's path is the running module method's scope plus ``name``, e.g.
+    ``~/MLP_0/__call__/Linear_1/__call__/w``.
+
+    Args:
+      name: the param's name within the current scope.
+      shape: its shape.
+      dtype: its dtype.
+      init: ``init(key, shape, dtype)``, e.g. from ``jax.nn.initializers``;
+        default: standard normal.
+
+    Returns:
+      The param's value.
+
+    Example::
+
+      def f(x):
+        w = mh.get_param("w", (x.shape[-1], 3), init=jax.nn.initializers.zeros)
+        return x @ w
+    """
+    frame = frame_lib.current_frame("mh.get_param")
+    path = f"{frame.scope}/{name}"
+    frame_lib.check_trace(frame, "mh.get_param", path)
+    shape = tuple(shape)
+    value = frame.params.get(path)
+    if value is None:
+        if not frame.is_init:
+            raise errors.MissingParamError(_missing_message(
+                "param", path, shape, frame.params,
+                "Params can only be created in init: run init with the "
+                "same function and inputs, and pass its params to apply."))
+        key = rng_lib.draw_key(frame, f"Creating param '{path}'")
+        value = (init or _standard_normal)(key, shape, dtype)
+        check_value("The initializer of param", path, value, shape, dtype,
+                    "Fix the initializer to return the shape and dtype asked.")
+        frame.params[path] = value
+        return value
+    check_value("Param", path, value, shape, dtype,
+                "Request the same shape and dtype everywhere this param is "
+                "used, or re-run init if the inputs changed shape.")
+    return value
+
+
+def _missing_message(kind: str, path: str, shape, known, fix: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    near = [p for p in known if p.rsplit("/", 1)[-1] == name][:3]
+    hint = f" Known {kind}s named '{name}': {near}." if near else ""
+    shape_part = "" if shape is None else f" (shape {tuple(shape)})"
+    return (f"{kind.capitalize()} '{path}'{shape_part} is missing in apply: "
+            f"it was not created in init.{hint} {fix}")
