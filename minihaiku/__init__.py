@@ -4,6 +4,8 @@
 the contract.
 """
 
+from minihaiku import lifted  # noqa: F401  (mh.lifted)
+from minihaiku import nn  # noqa: F401  (mh.nn)
 from minihaiku.errors import MiniHaikuError
 from minihaiku.errors import MismatchError
 from minihaiku.errors import MissingParamError

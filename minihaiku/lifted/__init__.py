@@ -1,0 +1,1 @@
+"""Lifted JAX transforms: JAX transforms and control flow inside a transform."""
