@@ -46,6 +46,11 @@ def assert_all_distinct(test, keys):
     test.assertLen({tuple(row) for row in data}, len(keys))
 
 
+def jgrad(f):
+    """``jax.grad`` under ``jax.jit``: one compile instead of one per op (fast tests)."""
+    return jax.jit(jax.grad(f))
+
+
 X = jnp.linspace(-1.0, 1.0, 12).reshape(4, 3)
 
 
@@ -189,8 +194,8 @@ class ScanTest(parameterized.TestCase):
         xs = jax.random.normal(jax.random.PRNGKey(0), (4, 2, 3))
         init, apply = self._rnn()
         params, state = init(0, xs)
-        got = jax.grad(lambda p: jnp.sum(apply(p, state, 1, xs)[0][0] ** 2))(params)
-        want = jax.grad(lambda p: jnp.sum(self._reference(p, xs)[0] ** 2))(params)
+        got = jgrad(lambda p: jnp.sum(apply(p, state, 1, xs)[0][0] ** 2))(params)
+        want = jgrad(lambda p: jnp.sum(self._reference(p, xs)[0] ** 2))(params)
         assert_close(got, want)
 
     def test_length_zero(self):
@@ -260,11 +265,11 @@ class ScanTest(parameterized.TestCase):
         def sgd(p):
             return jax.tree_util.tree_map(lambda w, g: w - 0.05 * g, p, jax.grad(loss)(p))
 
-        assert_close(jax.grad(loss)(params), jax.grad(ref_loss)(params))
-        first = loss(params)
+        assert_close(jgrad(loss)(params), jax.grad(ref_loss)(params))
+        first = jax.jit(loss)(params)
         for _ in range(5):
             params = sgd(params)
-        self.assertLess(float(loss(params)), float(first))
+        self.assertLess(float(jax.jit(loss)(params)), float(first))
 
 
 class LayerStackTest(parameterized.TestCase):
@@ -300,8 +305,8 @@ class LayerStackTest(parameterized.TestCase):
         assert_close(new_state["~/last_mean"], jnp.stack(means))
         out_jit, _ = jax.jit(apply)(params, state, None, X)
         assert_close(out_jit, want)
-        grad = jax.grad(lambda p: jnp.sum(apply(p, state, None, X)[0]))(params)
-        want_grad = jax.grad(lambda p: jnp.sum(self._reference(p, 4)))(params)
+        grad = jgrad(lambda p: jnp.sum(apply(p, state, None, X)[0]))(params)
+        want_grad = jgrad(lambda p: jnp.sum(self._reference(p, 4)))(params)
         assert_close(grad, want_grad)
 
     @staticmethod
@@ -335,7 +340,7 @@ class LayerStackTest(parameterized.TestCase):
         self.assertEqual(list(shapes(params).items()), [
             ("~/Linear_0/__call__/w", (3, 3, 3)), ("~/Linear_0/__call__/b", (3, 3)),
             ("~/Linear_1/__call__/w", (3, 3, 3)), ("~/Linear_1/__call__/b", (3, 3))])
-        a, b = apply(params, 1, X), apply(params, 2, X)
+        a, b = jax.jit(apply)(params, 1, X), jax.jit(apply)(params, 2, X)
         self.assertFalse(np.allclose(a, b))
 
     def test_param_shared_with_outside_is_an_error(self):
@@ -367,8 +372,8 @@ class VmapTest(parameterized.TestCase):
             return jax.vmap(lambda x: jnp.tanh(lin(p, "~/Linear_0/__call__", x)))(X)
 
         assert_close(apply(params, None, X), ref(params))
-        assert_close(jax.grad(lambda p: jnp.sum(apply(p, None, X) ** 2))(params),
-                     jax.grad(lambda p: jnp.sum(ref(p) ** 2))(params))
+        assert_close(jgrad(lambda p: jnp.sum(apply(p, None, X) ** 2))(params),
+                     jgrad(lambda p: jnp.sum(ref(p) ** 2))(params))
 
     @parameterized.parameters(True, False)
     def test_split_rng_in_init_and_apply(self, split):
@@ -458,8 +463,8 @@ class CondSwitchTest(parameterized.TestCase):
         a, _, c = self._branches()
         init, apply = mh.transform_with_state(lambda x: L.cond(True, a, c, x))
         params, state = init(0, X)
-        grad = jax.grad(lambda p: jnp.sum(apply(p, state, None, X)[0]))(params)
-        want = jax.grad(lambda p: jnp.sum(lin(p, "~/Linear_0/__call__", X)))(params)
+        grad = jgrad(lambda p: jnp.sum(apply(p, state, None, X)[0]))(params)
+        want = jgrad(lambda p: jnp.sum(lin(p, "~/Linear_0/__call__", X)))(params)
         assert_close(grad, want)
 
 
@@ -490,7 +495,7 @@ class LoopsTest(parameterized.TestCase):
         self.assertEqual(int(new_state["~/n"]), 0 + 1 + 2 + 3)
         _, other = apply(params, state, 2, X)
         self.assertFalse(np.array_equal(new_state["~/key"], other["~/key"]))
-        grad = jax.grad(lambda p: jnp.sum(apply(p, state, 1, X)[0]))(params)
+        grad = jgrad(lambda p: jnp.sum(apply(p, state, 1, X)[0]))(params)
         self.assertEqual(shapes(grad), shapes(params))
 
     def test_while_loop_keys_differ_per_step(self):
@@ -630,8 +635,8 @@ class NestingTest(absltest.TestCase):
             return x
 
         assert_close(apply(params, None, X), ref(params))
-        assert_close(jax.grad(lambda p: jnp.sum(apply(p, None, X)))(params),
-                     jax.grad(lambda p: jnp.sum(ref(p)))(params))
+        assert_close(jgrad(lambda p: jnp.sum(apply(p, None, X)))(params),
+                     jgrad(lambda p: jnp.sum(ref(p)))(params))
 
 
 if __name__ == "__main__":
