@@ -612,6 +612,33 @@ class UnliftedTransformTest(parameterized.TestCase):
         assert_close(apply(params, None, X), want)
 
 
+class EagerCacheTest(absltest.TestCase):
+
+    def test_eager_calls_reuse_the_compiled_computation_with_fresh_values(self):
+        from minihaiku.lifted import _frames
+
+        def f(xs, scale):
+            layer = Linear(3)
+            return L.scan(lambda c, x: (jnp.tanh(layer(x) * scale + c),) * 2,
+                          jnp.zeros(3), xs)[1]
+
+        init, apply = mh.transform(f)
+        xs = jax.random.normal(jax.random.PRNGKey(0), (5, 3))
+        p1, p2 = init(0, xs, 1.0), init(1, xs, 1.0)
+
+        def ref(p, scale):
+            def step(c, x):
+                c = jnp.tanh(lin(p, "~/Linear_0/__call__", x) * scale + c)
+                return c, c
+            return jax.lax.scan(step, jnp.zeros(3), xs)[1]
+
+        assert_close(apply(p1, None, xs, 0.5), ref(p1, 0.5))
+        cached = len(_frames._COMPILED)
+        assert_close(apply(p2, None, xs, 0.5), ref(p2, 0.5))  # new params, same program
+        self.assertEqual(len(_frames._COMPILED), cached)
+        assert_close(apply(p2, None, xs, 2.0), ref(p2, 2.0))  # another literal
+
+
 class NestingTest(absltest.TestCase):
 
     def test_typed_key_and_running_init_inside_bodies(self):

@@ -64,7 +64,8 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
                                out_axes=(out_axes, None, None, None),
                                axis_size=axis_size, axis_name=axis_name)
             try:
-                return vmapped(state, key, *args, **kwargs)
+                return _frames.call(lambda state, key, args, kwargs: vmapped(
+                    state, key, *args, **kwargs), state, key, args, kwargs)
             except ValueError as e:
                 if "out_axes" not in str(e):
                     raise
