@@ -163,7 +163,6 @@ def check_state_kept(lift: Lift, before: Mapping, after: Mapping) -> None:
                 "Fix: cast with .astype or reshape before mh.set_state.")
 
 
-
 # Printed jaxpr -> a jitted evaluator of it, most recently used last.
 _COMPILED: collections.OrderedDict = collections.OrderedDict()
 _COMPILED_MAX = 256

@@ -50,8 +50,8 @@ def _branch(name, jax_name, index, branches, operands):
         init_keys = [None] * len(branches) if init_key is None else jax.random.split(
             init_key, len(branches))
         created_state = {}
-        for branch, key in zip(branches, init_keys):
-            _, inner = lift.run(branch, operands, {}, outer.params, outer.state, key,
+        for branch, branch_key in zip(branches, init_keys):
+            _, inner = lift.run(branch, operands, {}, outer.params, outer.state, branch_key,
                                 counters=starts[-1])
             lift.commit(_frames.created(inner.params, outer.params), {},
                         inner.initial_state)
