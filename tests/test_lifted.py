@@ -408,6 +408,16 @@ class VmapTest(parameterized.TestCase):
         assert_close(out, (lin(params, "~/Linear_0/__call__", X) + 1.0).T)
         self.assertEqual(int(state["~/n"]), 1)
 
+    def test_unmapped_python_value_reaches_the_function_as_is(self):
+        def f(xs):
+            def g(x, negate):
+                return -Linear(2)(x) if negate else Linear(2)(x)   # Python control flow
+            return L.vmap(g, in_axes=(0, None), split_rng=False)(xs, True)
+
+        init, apply = mh.transform(f)
+        params = init(0, X)
+        assert_close(apply(params, None, X), -lin(params, "~/Linear_0/__call__", X))
+
     def test_state_depending_on_example_is_an_error(self):
         def f(xs):
             return L.vmap(lambda x: mh.set_state("s", x), split_rng=False)(xs)

@@ -22,6 +22,7 @@ import threading
 from typing import Callable, Iterator, Mapping, Optional
 
 import jax
+import numpy as np
 from jax.extend import core as jax_core
 
 from minihaiku import errors
@@ -182,8 +183,19 @@ def call(fn: Callable, *args):
     """
     if jax.config.jax_disable_jit or not _eager():
         return fn(*args)
-    closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
-    flat_args = jax.tree_util.tree_leaves(args)
+    # Only arrays become inputs: Python values (a flag for an unmapped vmap
+    # argument, say) must reach the function as they are, as without us.
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    where = [i for i, leaf in enumerate(leaves) if isinstance(leaf, (jax.Array, np.ndarray))]
+
+    def traced(*arrays):
+        full = list(leaves)
+        for i, array in zip(where, arrays):
+            full[i] = array
+        return fn(*jax.tree_util.tree_unflatten(treedef, full))
+
+    flat_args = [leaves[i] for i in where]
+    closed, out_shape = jax.make_jaxpr(traced, return_shape=True)(*flat_args)
     key = str(closed.jaxpr)
     if closed.effects or "callback" in key or " at 0x" in key:
         # Printing may not tell two such computations apart: don't share.
