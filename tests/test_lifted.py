@@ -222,6 +222,19 @@ class ScanTest(parameterized.TestCase):
             want = lin(params, "~/Linear_0/__call__", want)
         assert_close(apply(params, None, X), want, rtol=1e-4)
 
+    def test_retrace_on_weak_carry_keeps_module_names(self):
+        # A weakly typed int carry (0) that becomes float makes lax.scan trace
+        # the body twice.
+        def f(xs):
+            return L.scan(lambda c, x: (c + jnp.sum(Linear(1)(x)), None), 0, xs)[0]
+
+        init, apply = mh.transform(f)
+        xs = jnp.ones((3, 2, 3))
+        params = init(0, xs)
+        self.assertEqual(list(params), ["~/Linear_0/__call__/w", "~/Linear_0/__call__/b"])
+        assert_close(apply(params, None, xs),
+                     3 * jnp.sum(lin(params, "~/Linear_0/__call__", xs[0])))
+
     def test_init_output_equals_apply_output(self):
         xs = jax.random.normal(jax.random.PRNGKey(0), (3, 2, 3))
         seen = []
