@@ -62,7 +62,9 @@ class PRNGSequence(Iterator[jax.Array]):
 
     def reserve(self, n: int) -> None:
         """Splits off a fresh block of ``n`` keys (done automatically)."""
-        keys = jax.random.split(self._key, n + 1)
+        # One unstack of the whole block is far cheaper eagerly than indexing
+        # the split array once per key.
+        keys = list(jax.random.split(self._key, n + 1))
         self._key = keys[0]
         self._block = keys[1:]
         self._used = 0
