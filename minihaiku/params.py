@@ -43,6 +43,8 @@ def check_value(kind: str, path: str, value, shape, dtype, fix: str) -> None:
             f"{np.dtype(dtype).name} was requested. {fix}")
 
 
+_FLOAT32 = np.dtype(np.float32)
+
 _READ_FIX = ("Request the same shape and dtype everywhere this param is used, "
              "or re-run init if the inputs changed shape.")
 
@@ -78,8 +80,12 @@ def get_param(name: str, shape: Sequence[int], dtype: Any = jnp.float32,
     if value is not None:
         # The hot path. Reading an existing param is harmless even under a raw
         # JAX transform (the value is closed over), so only creation pays for
-        # the trace check.
-        if value.shape != shape or value.dtype != canonical_dtype(dtype):
+        # the trace check. Builtin np.dtypes are singletons: `is` settles the
+        # common case without the slower dtype equality.
+        if dtype is jnp.float32:
+            dtype = _FLOAT32
+        stored = value.dtype
+        if value.shape != shape or (stored is not dtype and stored != canonical_dtype(dtype)):
             check_value("Param", path, value, shape, dtype, _READ_FIX)
         return value
     if not frame.is_init:
@@ -88,12 +94,22 @@ def get_param(name: str, shape: Sequence[int], dtype: Any = jnp.float32,
             "Params can only be created in init: run init with the same "
             "function and inputs, and pass its params to apply."))
     frame_lib.check_trace(frame, "mh.get_param", path)
-    key = rng_lib.draw_key(frame, f"Creating param '{path}'")
-    value = (init or _standard_normal)(key, shape, dtype)
+    value = _create(frame, path, init or _standard_normal, shape, dtype)
     check_value("The initializer of param", path, value, shape, dtype,
                 "Fix the initializer to return the shape and dtype asked.")
     frame.params[path] = value
     return value
+
+
+def _create(frame, path, init, shape, dtype):
+    if frame.rng is not None:
+        return init(next(frame.rng), shape, dtype)
+    # Without an rng, deterministic initializers (zeros, ones, constant)
+    # still work; only one that really uses its key is an error.
+    try:
+        return init(None, shape, dtype)
+    except Exception as e:  # Any failure here means it needed its key.
+        raise rng_lib.no_rng_error(f"Creating param '{path}'") from e
 
 
 def _missing_message(kind: str, path: str, shape, known, fix: str) -> str:

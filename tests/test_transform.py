@@ -147,6 +147,23 @@ class TransformTest(parameterized.TestCase):
         self.assertEqual(init(None, 1.0), {})
         self.assertEqual(apply({}, None, 3.0), 6.0)
 
+    def test_deterministic_initializers_need_no_rng(self):
+        def f(x):
+            return x * mh.get_param("s", x.shape[-1:], init=jax.nn.initializers.ones)
+
+        init, apply = mh.transform(f)
+        params = init(None, self.x)
+        np.testing.assert_array_equal(params["~/s"], np.ones(3))
+        with self.assertRaisesRegex(mh.NoRngError, "'~/p'.*rng=None"):
+            mh.transform(lambda: mh.get_param("p", (2,))).init(None)
+
+    def test_jit_static_argnums_sees_the_real_signature(self):
+        def f(x, double):
+            return x * (2 if double else 1)
+
+        apply = jax.jit(mh.transform(f).apply, static_argnums=3)
+        np.testing.assert_array_equal(apply({}, None, self.x, True), 2 * self.x)
+
     def test_next_rng_key_is_fresh_and_deterministic(self):
         def f():
             return [mh.next_rng_key() for _ in range(40)]
