@@ -118,7 +118,7 @@ class HaikuEquivalenceTest(HaikuTestCase):
 
         self.compare(ours, theirs,
                      lambda p: {"lstm/linear": _wb(p, "~/LSTM_0/__call__/Linear_0/__call__/")},
-                     _randn(0, [6, 2, 3]))
+                     _randn(0, [6, 2, 3] if time_major else [2, 6, 3]))
 
     def test_static_unroll_gru(self):
         def ours(xs):
