@@ -45,9 +45,10 @@ def _branch(name, jax_name, index, branches, operands):
     # Branch i's modules are counted after those of branches 0..i-1, in init
     # and in apply alike; jax.lax.switch traces its branches in order.
     starts = [lift.start]
+    init_key, key = _frames.stepped(lift.draw_key())
     if outer.is_init:
-        init_keys = jax.random.split(lift.draw_key(), len(branches)) \
-            if outer.rng is not None else [None] * len(branches)
+        init_keys = [None] * len(branches) if init_key is None else jax.random.split(
+            init_key, len(branches))
         created_state = {}
         for branch, key in zip(branches, init_keys):
             _, inner = lift.run(branch, operands, {}, outer.params, outer.state, key,
@@ -73,6 +74,6 @@ def _branch(name, jax_name, index, branches, operands):
         return run
 
     out, state = jax.lax.switch(index, [lifted_branch(i) for i in range(len(branches))],
-                                state, lift.draw_key(), operands)
+                                state, key, operands)
     lift.commit(state=state)
     return out

@@ -24,7 +24,8 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any],
         return mh.lifted.fori_loop(0, 3, lambda i, x: jnp.tanh(layer(x)), x)
     """
     lift = _frames.Lift("mh.lifted.fori_loop", "jax.lax.fori_loop")
-    state = _init_pass(lift, lambda: body_fun(jnp.asarray(lower), init_val))
+    init_key, key = _frames.stepped(lift.draw_key())
+    state = _init_pass(lift, init_key, lambda: body_fun(jnp.asarray(lower), init_val))
     params = lift.outer.params
 
     def step(i, carry):
@@ -35,7 +36,7 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any],
         _frames.check_state_kept(lift, state, inner.state)
         return val, inner.state, key
 
-    val, state, _ = jax.lax.fori_loop(lower, upper, step, (init_val, state, lift.draw_key()))
+    val, state, _ = jax.lax.fori_loop(lower, upper, step, (init_val, state, key))
     lift.commit(state=state)
     return val
 
@@ -63,7 +64,8 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
         cond_fun(init_val)
         return body_fun(init_val)
 
-    state = _init_pass(lift, init_run)
+    init_key, key = _frames.stepped(lift.draw_key())
+    state = _init_pass(lift, init_key, init_run)
     params = lift.outer.params
 
     def cond(carry):
@@ -85,17 +87,17 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
         _frames.check_state_kept(lift, state, inner.state)
         return val, inner.state, key
 
-    val, state, _ = jax.lax.while_loop(cond, body, (init_val, state, lift.draw_key()))
+    val, state, _ = jax.lax.while_loop(cond, body, (init_val, state, key))
     lift.commit(state=state)
     return val
 
 
-def _init_pass(lift: _frames.Lift, run: Callable[[], Any]) -> dict:
+def _init_pass(lift: _frames.Lift, key, run: Callable[[], Any]) -> dict:
     """In init, runs the body once to create params and state; returns the loop's start state."""
     outer = lift.outer
     if not outer.is_init:
         return outer.state
-    with lift.frame(outer.params, outer.state, lift.draw_key()) as inner:
+    with lift.frame(outer.params, outer.state, key) as inner:
         run()
     lift.commit(_frames.created(inner.params, outer.params), {}, inner.initial_state)
     return {**outer.state, **inner.initial_state}

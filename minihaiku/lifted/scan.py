@@ -38,9 +38,10 @@ def scan(f: Callable[[Any, Any], tuple], init: Any, xs: Any,
     """
     lift = _frames.Lift("mh.lifted.scan", "jax.lax.scan")
     outer = lift.outer
-    key = lift.draw_key()
+    # Init and apply split the same way, so with the same rng they compute
+    # the same outputs.
+    init_key, key = _frames.stepped(lift.draw_key())
     if outer.is_init:
-        init_key, key = _frames.stepped(key)
         _, inner = lift.run(f, (init, _first_step(xs, length, reverse)), {},
                             outer.params, outer.state, init_key)
         lift.commit(_frames.created(inner.params, outer.params), {},

@@ -75,10 +75,11 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
                     "(e.g. mean) before mh.set_state.") from None
 
         key = lift.draw_key()
+        if split_rng:
+            shared_key, key = _frames.stepped(key)
         if outer.is_init and split_rng:
             # Params come from keys shared by all examples; the outputs from
             # a second run where each example has its own keys.
-            shared_key, key = _frames.stepped(key)
             _, params, _, initial_state = run(outer.state, shared_key, False)
             lift.commit(params, {}, initial_state)
             state = {**outer.state, **initial_state}
