@@ -1,1 +1,20 @@
-"""Lifted JAX transforms: JAX transforms and control flow inside a transform."""
+"""Lifted JAX transforms: JAX transforms and control flow inside a transform.
+
+Each function here works in ``init`` and ``apply`` of a transformed function:
+it passes the params, state and a key into the JAX transform, runs the body in
+a frame pushed inside it, and brings the new params and state back out (see
+``_frames.py``). Outside a transform each raises a ``MiniHaikuError`` naming
+the plain ``jax`` function to use instead.
+"""
+
+from minihaiku.lifted.cond import cond
+from minihaiku.lifted.cond import switch
+from minihaiku.lifted.layer_stack import layer_stack
+from minihaiku.lifted.loops import fori_loop
+from minihaiku.lifted.loops import while_loop
+from minihaiku.lifted.remat import remat
+from minihaiku.lifted.scan import scan
+from minihaiku.lifted.vmap import vmap
+
+__all__ = ["cond", "switch", "layer_stack", "fori_loop", "while_loop", "remat", "scan",
+           "vmap"]

@@ -1,0 +1,161 @@
+"""The one mechanism every lifted transform uses to cross a JAX boundary.
+
+A lifted transform takes the outer frame's params, state and a key drawn from
+its rng, passes them *explicitly* into the JAX transform, builds a new frame
+inside the traced function (so ``check_trace`` sees the inner trace), runs the
+user's function there, and returns the new params and state as ordinary
+outputs of the JAX transform. Outside, :meth:`Lift.commit` writes them back
+into the outer frame. No value ever crosses the boundary any other way, so
+no tracer can leak.
+
+The inner frame starts from the outer frame's scope and a copy of its module
+counters, so modules built inside the body get the paths they would get if
+built outside. JAX may trace a body more than once (e.g. ``lax.scan``
+re-traces when weak types change), so every trace starts from the same copy
+of the counters and only the counters of the last trace are kept.
+"""
+
+import collections
+import contextlib
+from typing import Callable, Iterator, Mapping, Optional
+
+import jax
+
+from minihaiku import errors
+from minihaiku import frame as frame_lib
+from minihaiku import rng as rng_lib
+
+
+class Lift:
+    """One call of a lifted transform: the outer frame and the counters chain.
+
+    Attributes:
+      name: the lifted function, e.g. ``mh.lifted.scan``; used in messages.
+      outer: the frame active when the lifted function was called.
+      start: the module counters every traced body starts from.
+      end: the counters after the last traced body, or ``None``.
+    """
+
+    __slots__ = ("name", "outer", "start", "end")
+
+    def __init__(self, name: str, jax_name: str):
+        stack = frame_lib.frames()
+        if not stack:
+            raise errors.NotInTransformError(
+                f"{name} must be called inside a function transformed by "
+                "mh.transform or mh.transform_with_state. Outside a transform "
+                f"there are no params, state or keys to thread: use {jax_name} "
+                "directly.")
+        self.name = name
+        self.outer = stack[-1]
+        # A lifted function inside a raw JAX transform would leak its results
+        # out of that transform just like get_param would.
+        frame_lib.check_trace(self.outer, name, self.outer.scope)
+        self.start = dict(self.outer.counters)
+        self.end = None
+
+    @property
+    def is_init(self) -> bool:
+        return self.outer.is_init
+
+    def draw_key(self) -> Optional[jax.Array]:
+        """One key from the outer rng for the whole lifted call (or ``None``)."""
+        rng = self.outer.rng
+        return None if rng is None else next(rng)
+
+    @contextlib.contextmanager
+    def frame(self, params: Mapping, state: Mapping, key: Optional[jax.Array],
+              counters: Optional[dict] = None) -> Iterator[frame_lib.Frame]:
+        """Pushes an inner frame for one run (or trace) of the body.
+
+        ``params`` and ``state`` are copied, so the body never mutates what it
+        was given. Must be entered inside the JAX transform being lifted.
+        """
+        outer = self.outer
+        inner = frame_lib.Frame(
+            dict(params), dict(state),
+            None if key is None else rng_lib.PRNGSequence(key),
+            outer.is_init, outer.allow_state, outer.scope,
+            dict(self.start if counters is None else counters))
+        frame_lib.push(inner)
+        try:
+            yield inner
+        finally:
+            frame_lib.pop(inner)
+        self.end = inner.counters
+
+    def run(self, fn: Callable, args: tuple, kwargs: Mapping, params: Mapping,
+            state: Mapping, key: Optional[jax.Array],
+            counters: Optional[dict] = None) -> tuple:
+        """Runs ``fn(*args, **kwargs)`` in an inner frame; returns ``(out, frame)``."""
+        with self.frame(params, state, key, counters) as inner:
+            out = fn(*args, **kwargs)
+        return out, inner
+
+    def commit(self, params: Mapping = (), state: Mapping = (),
+               initial_state: Mapping = ()) -> None:
+        """Writes a lifted call's results back into the outer frame.
+
+        Args:
+          params: params created inside (init only).
+          state: the state after the call (entries to update).
+          initial_state: state entries created inside, as first created.
+        """
+        outer = self.outer
+        outer.params.update(params)
+        outer.state.update(state)
+        for path, value in dict(initial_state).items():
+            outer.initial_state.setdefault(path, value)
+        if self.end is not None:
+            outer.counters.update(self.end)
+
+
+def created(inner: Mapping, before: Mapping = ()) -> collections.OrderedDict:
+    """The entries of ``inner`` whose paths are not in ``before``, in creation order.
+
+    An ``OrderedDict``, because JAX rebuilds a plain dict returned from a
+    transformed function with sorted keys, while params and state must stay
+    in creation order.
+    """
+    return collections.OrderedDict(
+        (path, value) for path, value in inner.items() if path not in before)
+
+
+def check_nothing_created(lift: Lift, inner: frame_lib.Frame, params: Mapping,
+                          state: Mapping) -> None:
+    """Refuses params or state created inside a JAX transform after the init pass.
+
+    Lifted loops and branches create params and state in an init pass run
+    outside the JAX transform; if the traced body then creates more (because
+    it behaves differently on the second run), those would be tracers.
+    """
+    new = list(created(inner.params, params)) + list(created(inner.state, state))
+    if new:
+        raise errors.MiniHaikuError(
+            f"{lift.name} created {new} while tracing its body, but not when "
+            "it first ran the body to create params and state. Fix: make the "
+            "params and state the body creates independent of its inputs' "
+            "values and of running_init().")
+
+
+def stepped(key: Optional[jax.Array]) -> tuple:
+    """Splits a carried loop key into ``(next carried key, this step's key)``."""
+    if key is None:
+        return None, None
+    carried, step = jax.random.split(key)
+    return carried, step
+
+
+def check_state_kept(lift: Lift, before: Mapping, after: Mapping) -> None:
+    """Refuses state whose shape or dtype changes inside a loop body."""
+    for path, old in before.items():
+        new = after[path]
+        if (jax.numpy.shape(new) != jax.numpy.shape(old)
+                or jax.numpy.result_type(new) != jax.numpy.result_type(old)):
+            raise errors.MismatchError(
+                f"State '{path}' entered {lift.name} with shape "
+                f"{jax.numpy.shape(old)} and dtype {jax.numpy.result_type(old)} "
+                f"but the body set it to shape {jax.numpy.shape(new)} and dtype "
+                f"{jax.numpy.result_type(new)}. A loop carry must keep its type. "
+                "Fix: cast with .astype or reshape before mh.set_state.")
+

@@ -1,0 +1,79 @@
+"""``cond`` and ``switch``: ``jax.lax`` branches that may use params, state and keys."""
+
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from minihaiku.lifted import _frames
+
+
+def cond(pred: Any, true_fn: Callable[..., Any], false_fn: Callable[..., Any],
+         *operands: Any) -> Any:
+    """``jax.lax.cond`` inside a transform.
+
+    During init every branch runs once to create its params and state, so no
+    ``mh.running_init()`` test is needed; in apply only the taken branch runs.
+    Modules built in the branches are named in branch order (``true_fn``
+    first).
+
+    Example::
+
+      def f(x, use_a):
+        return mh.lifted.cond(use_a, lambda x: A()(x), lambda x: B()(x), x)
+    """
+    index = jnp.where(pred, 0, 1)
+    return _branch("mh.lifted.cond", "jax.lax.cond", index, (true_fn, false_fn), operands)
+
+
+def switch(index: Any, branches: Sequence[Callable[..., Any]], *operands: Any) -> Any:
+    """``jax.lax.switch`` inside a transform; init creates every branch's params.
+
+    ``index`` is clamped to ``[0, len(branches) - 1]`` as in ``jax.lax.switch``.
+
+    Example::
+
+      def f(x, i):
+        return mh.lifted.switch(i, [lambda x: A()(x), lambda x: B()(x)], x)
+    """
+    return _branch("mh.lifted.switch", "jax.lax.switch", index, tuple(branches), operands)
+
+
+def _branch(name, jax_name, index, branches, operands):
+    lift = _frames.Lift(name, jax_name)
+    outer = lift.outer
+    # Branch i's modules are counted after those of branches 0..i-1, in init
+    # and in apply alike; jax.lax.switch traces its branches in order.
+    starts = [lift.start]
+    init_key, key = _frames.stepped(lift.draw_key())
+    if outer.is_init:
+        init_keys = [None] * len(branches) if init_key is None else jax.random.split(
+            init_key, len(branches))
+        created_state = {}
+        for branch, key in zip(branches, init_keys):
+            _, inner = lift.run(branch, operands, {}, outer.params, outer.state, key,
+                                counters=starts[-1])
+            lift.commit(_frames.created(inner.params, outer.params), {},
+                        inner.initial_state)
+            starts.append(inner.counters)
+            for path, value in inner.initial_state.items():
+                created_state.setdefault(path, value)
+        state = {**outer.state, **created_state}
+    else:
+        state = outer.state
+    params = outer.params
+
+    def lifted_branch(i):
+        def run(state, key, operands):
+            counters = starts[i] if i < len(starts) else lift.end
+            out, inner = lift.run(branches[i], operands, {}, params, state, key, counters)
+            _frames.check_nothing_created(lift, inner, params, state)
+            if len(starts) == i + 1:
+                starts.append(inner.counters)
+            return out, inner.state
+        return run
+
+    out, state = jax.lax.switch(index, [lifted_branch(i) for i in range(len(branches))],
+                                state, key, operands)
+    lift.commit(state=state)
+    return out

@@ -1,0 +1,103 @@
+"""``fori_loop`` and ``while_loop`` whose bodies may use params, state and keys."""
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from minihaiku import errors
+from minihaiku.lifted import _frames
+
+
+def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any],
+              init_val: Any) -> Any:
+    """``jax.lax.fori_loop`` inside a transform, state and keys threaded.
+
+    During init the body runs once (with ``i = lower``) before the loop to
+    create its params and state, so even a loop of zero steps creates them.
+    Every step draws different keys.
+
+    Example::
+
+      def f(x):
+        layer = MyLinear(x.shape[-1])
+        return mh.lifted.fori_loop(0, 3, lambda i, x: jnp.tanh(layer(x)), x)
+    """
+    lift = _frames.Lift("mh.lifted.fori_loop", "jax.lax.fori_loop")
+    init_key, key = _frames.stepped(lift.draw_key())
+    state = _init_pass(lift, init_key, lambda: body_fun(jnp.asarray(lower), init_val))
+    params = lift.outer.params
+
+    def step(i, carry):
+        val, state, key = carry
+        key, step_key = _frames.stepped(key)
+        val, inner = lift.run(body_fun, (i, val), {}, params, state, step_key)
+        _frames.check_nothing_created(lift, inner, params, state)
+        _frames.check_state_kept(lift, state, inner.state)
+        return val, inner.state, key
+
+    val, state, _ = jax.lax.fori_loop(lower, upper, step, (init_val, state, key))
+    lift.commit(state=state)
+    return val
+
+
+def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
+               init_val: Any) -> Any:
+    """``jax.lax.while_loop`` inside a transform, state and keys threaded.
+
+    ``body_fun`` may create params and state during init (they are created
+    by running ``cond_fun`` and ``body_fun`` once before the loop) and draw
+    keys, different at every step. ``cond_fun`` may read params and state but
+    not set state or draw keys. Not reverse-differentiable, like
+    ``jax.lax.while_loop``.
+
+    Example::
+
+      def f(x):
+        layer = MyLinear(x.shape[-1])
+        return mh.lifted.while_loop(lambda x: jnp.sum(x) < 10.0,
+                                    lambda x: x + jax.nn.softplus(layer(x)), x)
+    """
+    lift = _frames.Lift("mh.lifted.while_loop", "jax.lax.while_loop")
+
+    def init_run():
+        cond_fun(init_val)
+        return body_fun(init_val)
+
+    init_key, key = _frames.stepped(lift.draw_key())
+    state = _init_pass(lift, init_key, init_run)
+    params = lift.outer.params
+
+    def cond(carry):
+        val, state, _ = carry
+        pred, inner = lift.run(cond_fun, (val,), {}, params, state, None)
+        _frames.check_nothing_created(lift, inner, params, state)
+        changed = [p for p, v in inner.state.items() if v is not state[p]]
+        if changed:
+            raise errors.MiniHaikuError(
+                f"mh.lifted.while_loop: cond_fun set state {changed}; only body_fun "
+                "may set state. Fix: move the mh.set_state call into body_fun.")
+        return pred
+
+    def body(carry):
+        val, state, key = carry
+        key, step_key = _frames.stepped(key)
+        val, inner = lift.run(body_fun, (val,), {}, params, state, step_key)
+        _frames.check_nothing_created(lift, inner, params, state)
+        _frames.check_state_kept(lift, state, inner.state)
+        return val, inner.state, key
+
+    val, state, _ = jax.lax.while_loop(cond, body, (init_val, state, key))
+    lift.commit(state=state)
+    return val
+
+
+def _init_pass(lift: _frames.Lift, key, run: Callable[[], Any]) -> dict:
+    """In init, runs the body once to create params and state; returns the loop's start state."""
+    outer = lift.outer
+    if not outer.is_init:
+        return outer.state
+    with lift.frame(outer.params, outer.state, key) as inner:
+        run()
+    lift.commit(_frames.created(inner.params, outer.params), {}, inner.initial_state)
+    return {**outer.state, **inner.initial_state}

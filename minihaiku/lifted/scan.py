@@ -1,0 +1,74 @@
+"""``scan``: ``jax.lax.scan`` whose body may use params, state and keys."""
+
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+
+from minihaiku.lifted import _frames
+
+
+def scan(f: Callable[[Any, Any], tuple], init: Any, xs: Any,
+         length: Optional[int] = None, reverse: bool = False,
+         unroll: int = 1) -> tuple:
+    """``jax.lax.scan`` of ``f(carry, x) -> (carry, y)`` inside a transform.
+
+    Params are shared across steps (no leading time axis) and are created
+    during init by running ``f`` once on the first step's ``x`` before
+    scanning. ``mh.set_state`` in ``f`` carries to the next step and out of
+    the scan; every step draws different keys.
+
+    Args:
+      f: the step function; may build modules and call them.
+      init: the initial carry.
+      xs: the values to scan over (leading axis), or ``None`` with ``length``.
+      length: the number of steps when ``xs`` is ``None``.
+      reverse: scan from the end.
+      unroll: as in ``jax.lax.scan``.
+
+    Returns:
+      ``(final carry, stacked ys)``, as ``jax.lax.scan``.
+
+    Example::
+
+      def f(xs):                        # xs: [time, batch, features]
+        cell = MyRNNCell(32)
+        h0 = jnp.zeros((xs.shape[1], 32))
+        return mh.lifted.scan(lambda h, x: (cell(x, h),) * 2, h0, xs)
+    """
+    lift = _frames.Lift("mh.lifted.scan", "jax.lax.scan")
+    outer = lift.outer
+    # Init and apply split the same way, so with the same rng they compute
+    # the same outputs.
+    init_key, key = _frames.stepped(lift.draw_key())
+    if outer.is_init:
+        _, inner = lift.run(f, (init, _first_step(xs, length, reverse)), {},
+                            outer.params, outer.state, init_key)
+        lift.commit(_frames.created(inner.params, outer.params), {},
+                    inner.initial_state)
+        state = {**outer.state, **inner.initial_state}
+    else:
+        state = outer.state
+    params = outer.params
+
+    def step(carry, x):
+        carry, state, key = carry
+        key, step_key = _frames.stepped(key)
+        (carry, y), inner = lift.run(f, (carry, x), {}, params, state, step_key)
+        _frames.check_nothing_created(lift, inner, params, state)
+        _frames.check_state_kept(lift, state, inner.state)
+        return (carry, inner.state, key), y
+
+    (carry, state, _), ys = jax.lax.scan(step, (init, state, key), xs, length=length,
+                                         reverse=reverse, unroll=unroll)
+    lift.commit(state=state)
+    return carry, ys
+
+
+def _first_step(xs, length, reverse):
+    """The ``x`` of the first step, or zeros shaped like one if there is none."""
+    leaves = jax.tree_util.tree_leaves(xs)
+    n = length if not leaves else leaves[0].shape[0]
+    if n:
+        return jax.tree_util.tree_map(lambda a: a[-1 if reverse else 0], xs)
+    return jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape[1:], a.dtype), xs)

@@ -1,0 +1,92 @@
+"""``vmap``: ``jax.vmap`` inside a transform, params broadcast."""
+
+import functools
+import itertools
+from typing import Any, Callable, Optional
+
+import jax
+
+from minihaiku import errors
+from minihaiku.lifted import _frames
+
+_AXIS_NAMES = (f"mh_lifted_vmap_{i}" for i in itertools.count())
+
+
+def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
+         axis_size: Optional[int] = None, *, split_rng: bool) -> Callable[..., Any]:
+    """``jax.vmap`` of ``f``, which may use params, state and keys.
+
+    Params are shared by all examples (broadcast, never mapped). State is
+    shared too: ``f`` may read it, and may set it only to values that do not
+    depend on the example. With ``split_rng=True`` every example draws its own
+    keys, in init as in apply (params are still created once, from keys
+    shared by all examples); with ``split_rng=False`` all examples draw the
+    same keys.
+
+    Args:
+      f: the function to map.
+      in_axes: as in ``jax.vmap``, for ``f``'s positional arguments (keyword
+        arguments are mapped over axis 0, as in ``jax.vmap``).
+      out_axes: as in ``jax.vmap``.
+      axis_size: as in ``jax.vmap``.
+      split_rng: whether each example gets different keys (keyword only, no
+        default: choosing is part of the model).
+
+    Returns:
+      The mapped function.
+
+    Example::
+
+      def f(xs):                  # per-example dropout, one shared Linear
+        net = lambda x: mh.nn.dropout(0.1, MyLinear(3)(x))
+        return mh.lifted.vmap(net, split_rng=True)(xs)
+    """
+    axis_name = next(_AXIS_NAMES)
+
+    @functools.wraps(f)
+    def mapped(*args, **kwargs):
+        lift = _frames.Lift("mh.lifted.vmap", "jax.vmap")
+        outer = lift.outer
+        axes = (tuple(in_axes) if isinstance(in_axes, (tuple, list))
+                else (in_axes,) * len(args))
+
+        def run(state, key, split):
+            def body(state, key, *args, **kwargs):
+                if split and key is not None:
+                    key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
+                out, inner = lift.run(f, args, kwargs, outer.params, state, key)
+                return (out, _frames.created(inner.params, outer.params), inner.state,
+                        _frames.created(inner.initial_state))
+
+            vmapped = jax.vmap(body,
+                               in_axes=(None, None) + axes,
+                               out_axes=(out_axes, None, None, None),
+                               axis_size=axis_size, axis_name=axis_name)
+            try:
+                return vmapped(state, key, *args, **kwargs)
+            except ValueError as e:
+                if "out_axes" not in str(e):
+                    raise
+                raise errors.MiniHaikuError(
+                    f"mh.lifted.vmap: a param or state entry created or set inside "
+                    f"the mapped function depends on the mapped axis (JAX: {e}). "
+                    "Params and state are shared by all examples. Fix: compute "
+                    "the value outside mh.lifted.vmap, or reduce over the batch "
+                    "(e.g. mean) before mh.set_state.") from None
+
+        key = lift.draw_key()
+        if split_rng:
+            shared_key, key = _frames.stepped(key)
+        if outer.is_init and split_rng:
+            # Params come from keys shared by all examples; the outputs from
+            # a second run where each example has its own keys.
+            _, params, _, initial_state = run(outer.state, shared_key, False)
+            lift.commit(params, {}, initial_state)
+            state = {**outer.state, **initial_state}
+        else:
+            state = outer.state
+        out, params, state, initial_state = run(state, key, split_rng)
+        lift.commit(params, state, initial_state)
+        return out
+
+    return mapped

@@ -1,0 +1,638 @@
+"""mh.lifted: each lifted transform against plain JAX with explicit params."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest, parameterized
+
+import minihaiku as mh
+
+L = mh.lifted
+normal = jax.nn.initializers.normal(1.0)
+
+
+class Linear(mh.Module):
+    """A test-local Linear (no mh.nn): params 'w' [in, out] and 'b' [out]."""
+
+    def __init__(self, size, name=None):
+        super().__init__(name=name)
+        self.size = size
+
+    def __call__(self, x):
+        w = mh.get_param("w", (x.shape[-1], self.size), init=normal)
+        b = mh.get_param("b", (self.size,), init=normal)
+        return x @ w + b
+
+
+def lin(params, prefix, x):
+    """The reference: Linear by hand with explicit params."""
+    return x @ params[f"{prefix}/w"] + params[f"{prefix}/b"]
+
+
+def shapes(tree):
+    return {k: tuple(v.shape) for k, v in tree.items()}
+
+
+def assert_close(a, b, **kw):
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b),
+                                                rtol=kw.get("rtol", 2e-4),
+                                                atol=kw.get("atol", 1e-5)), a, b)
+
+
+def assert_all_distinct(test, keys):
+    data = np.asarray(jax.random.key_data(keys) if jnp.issubdtype(
+        keys.dtype, jax.dtypes.prng_key) else keys).reshape(len(keys), -1)
+    test.assertLen({tuple(row) for row in data}, len(keys))
+
+
+X = jnp.linspace(-1.0, 1.0, 12).reshape(4, 3)
+
+
+class OutsideTransformTest(parameterized.TestCase):
+
+    @parameterized.parameters(
+        ("remat", lambda: L.remat(jnp.sin)(1.0), "jax.checkpoint"),
+        ("scan", lambda: L.scan(lambda c, x: (c, x), 0.0, jnp.ones(2)), "jax.lax.scan"),
+        ("layer_stack", lambda: L.layer_stack(2)(jnp.sin)(1.0), "jax.lax.scan"),
+        ("vmap", lambda: L.vmap(jnp.sin, split_rng=False)(jnp.ones(2)), "jax.vmap"),
+        ("cond", lambda: L.cond(True, jnp.sin, jnp.cos, 1.0), "jax.lax.cond"),
+        ("switch", lambda: L.switch(0, [jnp.sin], 1.0), "jax.lax.switch"),
+        ("fori_loop", lambda: L.fori_loop(0, 2, lambda i, x: x, 1.0), "jax.lax.fori_loop"),
+        ("while_loop", lambda: L.while_loop(lambda x: x < 1, lambda x: x + 1, 0.0),
+         "jax.lax.while_loop"),
+    )
+    def test_error_names_jax_equivalent(self, name, call, jax_name):
+        with self.assertRaises(mh.NotInTransformError) as cm:
+            call()
+        self.assertIn(f"mh.lifted.{name}", str(cm.exception))
+        self.assertIn(jax_name, str(cm.exception))
+
+    def test_exports(self):
+        self.assertCountEqual(L.__all__, ["cond", "switch", "layer_stack", "fori_loop",
+                                          "while_loop", "remat", "scan", "vmap"])
+
+
+def _mlp_blocks(use_remat, depth=8, block=4, width=32):
+    def f(x):
+        def run_block(x):
+            for _ in range(block):
+                x = jnp.tanh(Linear(width)(x))
+            return x
+        wrapped = L.remat(run_block) if use_remat else run_block
+        for _ in range(depth // block):
+            x = wrapped(x)
+        return jnp.sum(x ** 2)
+    return mh.transform(f)
+
+
+def _mlp_reference(params, x, depth=8):
+    for i in range(depth):
+        x = jnp.tanh(lin(params, f"~/Linear_{i}/__call__", x))
+    return jnp.sum(x ** 2)
+
+
+class RematTest(parameterized.TestCase):
+
+    def test_init_paths_values_and_grads_match_reference(self):
+        plain, remat = _mlp_blocks(False), _mlp_blocks(True)
+        x = jax.random.normal(jax.random.PRNGKey(1), (16, 32))
+        params = remat.init(0, x)
+        self.assertEqual(shapes(params), shapes(plain.init(0, x)))
+        self.assertEqual(list(params), list(plain.init(0, x)))  # creation order kept
+        want, want_g = jax.value_and_grad(_mlp_reference)(params, x)
+        got, got_g = jax.value_and_grad(lambda p: remat.apply(p, None, x))(params)
+        assert_close(got, want)
+        assert_close(got_g, want_g)
+        got_jit = jax.jit(jax.grad(lambda p: remat.apply(p, None, x)))(params)
+        assert_close(got_jit, want_g)
+
+    def test_saved_residuals_shrink(self):
+        x = jnp.ones((128, 64))
+        params = _mlp_blocks(True, width=64).init(0, x)
+
+        def residual_bytes(use_remat):
+            apply = _mlp_blocks(use_remat, width=64).apply
+            _, vjp = jax.vjp(lambda p: apply(p, None, x), params)
+            return sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(vjp))
+
+        self.assertLess(residual_bytes(True), 0.5 * residual_bytes(False))
+
+    def test_state_rng_and_static_argnums(self):
+        def block(x, double):
+            n = mh.get_state("n", (), jnp.int32, init=jnp.zeros)
+            mh.set_state("n", n + 1)
+            x = Linear(3)(x)
+            return (2 * x if double else x), mh.next_rng_key()
+
+        def f(x):
+            y, k1 = L.remat(block, static_argnums=1)(x, True)
+            return y, k1, mh.next_rng_key()
+
+        init, apply = mh.transform_with_state(f)
+        params, state = init(0, X)
+        self.assertEqual(shapes(params), {"~/Linear_0/__call__/w": (3, 3),
+                                          "~/Linear_0/__call__/b": (3,)})
+        self.assertEqual(dict(state), {"~/n": 0})
+        (y, k1, k2), state = apply(params, state, 1, X)
+        self.assertEqual(int(state["~/n"]), 1)
+        assert_close(y, 2 * lin(params, "~/Linear_0/__call__", X))
+        assert_all_distinct(self, jnp.stack([k1, k2]))
+
+
+class ScanTest(parameterized.TestCase):
+
+    @staticmethod
+    def _rnn(reverse=False):
+        def f(xs):
+            cell_in, cell_h = Linear(5), Linear(5, name="hidden")
+
+            def step(h, x):
+                n = mh.get_state("steps", (), jnp.int32, init=jnp.zeros)
+                mh.set_state("steps", n + 1)
+                h = jnp.tanh(cell_in(x) + cell_h(h))
+                return h, (h, mh.next_rng_key())
+
+            return L.scan(step, jnp.zeros((xs.shape[1], 5)), xs, reverse=reverse)
+        return mh.transform_with_state(f)
+
+    @staticmethod
+    def _reference(params, xs, reverse=False):
+        def step(h, x):
+            h = jnp.tanh(lin(params, "~/Linear_0/__call__", x)
+                         + lin(params, "~/hidden_0/__call__", h))
+            return h, h
+        return jax.lax.scan(step, jnp.zeros((xs.shape[1], 5)), xs, reverse=reverse)
+
+    @parameterized.parameters(False, True)
+    def test_values_state_keys_match_reference(self, reverse):
+        xs = jax.random.normal(jax.random.PRNGKey(0), (6, 2, 3))
+        init, apply = self._rnn(reverse)
+        params, state = init(0, xs)
+        # Shared across steps: no leading time axis.
+        self.assertEqual(shapes(params), {
+            "~/Linear_0/__call__/w": (3, 5), "~/Linear_0/__call__/b": (5,),
+            "~/hidden_0/__call__/w": (5, 5), "~/hidden_0/__call__/b": (5,)})
+        self.assertEqual(dict(state), {"~/steps": 0})
+        (h, (hs, keys)), new_state = apply(params, state, 1, xs)
+        want_h, want_hs = self._reference(params, xs, reverse)
+        assert_close(h, want_h)
+        assert_close(hs, want_hs)
+        self.assertEqual(int(new_state["~/steps"]), 6)
+        assert_all_distinct(self, keys)
+        # jit gives the same; the input state was not mutated.
+        (h_jit, _), _ = jax.jit(apply)(params, state, 1, xs)
+        assert_close(h_jit, want_h)
+        self.assertEqual(int(state["~/steps"]), 0)
+
+    def test_grad_matches_reference(self):
+        xs = jax.random.normal(jax.random.PRNGKey(0), (4, 2, 3))
+        init, apply = self._rnn()
+        params, state = init(0, xs)
+        got = jax.grad(lambda p: jnp.sum(apply(p, state, 1, xs)[0][0] ** 2))(params)
+        want = jax.grad(lambda p: jnp.sum(self._reference(p, xs)[0] ** 2))(params)
+        assert_close(got, want)
+
+    def test_length_zero(self):
+        init, apply = self._rnn()
+        xs = jnp.zeros((0, 2, 3))
+        params, state = init(0, xs)
+        self.assertLen(params, 4)
+        (h, (hs, _)), state = apply(params, state, 1, xs)
+        assert_close(h, jnp.zeros((2, 5)))
+        self.assertEqual(hs.shape, (0, 2, 5))
+        self.assertEqual(int(state["~/steps"]), 0)
+
+    def test_xs_none_with_length_and_modules_built_in_body(self):
+        def f(x):
+            def step(c, _):
+                return Linear(3)(c), None   # built inside: same params every step
+            return L.scan(step, x, None, length=3)[0]
+
+        init, apply = mh.transform(f)
+        params = init(0, X)
+        self.assertEqual(list(params), ["~/Linear_0/__call__/w", "~/Linear_0/__call__/b"])
+        want = X
+        for _ in range(3):
+            want = lin(params, "~/Linear_0/__call__", want)
+        assert_close(apply(params, None, X), want, rtol=1e-4)
+
+    def test_init_output_equals_apply_output(self):
+        xs = jax.random.normal(jax.random.PRNGKey(0), (3, 2, 3))
+        seen = []
+
+        def f(xs):
+            out = self._rnn().apply.__wrapped__(xs)  # the untransformed body
+            seen.append(out)
+            return out
+
+        init, apply = mh.transform_with_state(f)
+        params, state = init(7, xs)
+        out, _ = apply(params, state, 7, xs)
+        assert_close(seen[0], out)
+
+    def test_trains_a_recurrent_cell(self):
+        xs = jax.random.normal(jax.random.PRNGKey(0), (5, 8, 3))
+        target = jnp.sin(jnp.cumsum(xs[..., :1], axis=0))
+
+        def f(xs):
+            cell_in, cell_h, readout = Linear(8), Linear(8), Linear(1)
+
+            def step(h, x):
+                h = jnp.tanh(cell_in(x) + cell_h(h))
+                return h, readout(h)
+
+            return L.scan(step, jnp.zeros((xs.shape[1], 8)), xs)[1]
+
+        init, apply = mh.without_apply_rng(mh.transform(f))
+        params = init(0, xs)
+
+        def loss(p):
+            return jnp.mean((apply(p, xs) - target) ** 2)
+
+        def ref_loss(p):
+            def step(h, x):
+                h = jnp.tanh(lin(p, "~/Linear_0/__call__", x) + lin(p, "~/Linear_1/__call__", h))
+                return h, lin(p, "~/Linear_2/__call__", h)
+            return jnp.mean((jax.lax.scan(step, jnp.zeros((8, 8)), xs)[1] - target) ** 2)
+
+        @jax.jit
+        def sgd(p):
+            return jax.tree_util.tree_map(lambda w, g: w - 0.05 * g, p, jax.grad(loss)(p))
+
+        assert_close(jax.grad(loss)(params), jax.grad(ref_loss)(params))
+        first = loss(params)
+        for _ in range(5):
+            params = sgd(params)
+        self.assertLess(float(loss(params)), float(first))
+
+
+class LayerStackTest(parameterized.TestCase):
+
+    @staticmethod
+    def _layer(x, scale, *, shift):
+        n = mh.get_state("calls", (), jnp.int32, init=jnp.zeros)
+        mh.set_state("calls", n + 1)
+        mh.set_state("last_mean", jnp.mean(x))
+        return jnp.tanh(Linear(3)(x) * scale + shift)
+
+    def test_stacked_params_state_and_reference(self):
+        def f(x):
+            return L.layer_stack(4)(self._layer)(x, 0.5, shift=0.1)
+
+        init, apply = mh.transform_with_state(f)
+        params, state = init(0, X)
+        self.assertEqual(shapes(params), {"~/Linear_0/__call__/w": (4, 3, 3),
+                                          "~/Linear_0/__call__/b": (4, 3)})
+        self.assertEqual(shapes(state), {"~/calls": (4,), "~/last_mean": (4,)})
+        # Each layer initialised from a different key.
+        w = np.asarray(params["~/Linear_0/__call__/w"])
+        self.assertLen({w[i].tobytes() for i in range(4)}, 4)
+        out, new_state = apply(params, state, None, X)
+        # Reference: the layers one by one, each with its slice of the params.
+        want, means = X, []
+        for i in range(4):
+            sliced = {k: v[i] for k, v in params.items()}
+            means.append(jnp.mean(want))
+            want = jnp.tanh(lin(sliced, "~/Linear_0/__call__", want) * 0.5 + 0.1)
+        assert_close(out, want)
+        np.testing.assert_array_equal(new_state["~/calls"], np.ones(4, np.int32))
+        assert_close(new_state["~/last_mean"], jnp.stack(means))
+        out_jit, _ = jax.jit(apply)(params, state, None, X)
+        assert_close(out_jit, want)
+        grad = jax.grad(lambda p: jnp.sum(apply(p, state, None, X)[0]))(params)
+        want_grad = jax.grad(lambda p: jnp.sum(self._reference(p, 4)))(params)
+        assert_close(grad, want_grad)
+
+    @staticmethod
+    def _reference(params, n):
+        x = X
+        for i in range(n):
+            x = jnp.tanh(lin({k: v[i] for k, v in params.items()}, "~/Linear_0/__call__",
+                             x) * 0.5 + 0.1)
+        return x
+
+    def test_one_scan_independent_of_depth(self):
+        def jaxpr(n):
+            f = mh.transform_with_state(
+                lambda x: L.layer_stack(n)(self._layer)(x, 0.5, shift=0.1))
+            params, state = f.init(0, X)
+            return jax.make_jaxpr(f.apply)(params, state, None, X).jaxpr
+
+        small, big = jaxpr(2), jaxpr(64)
+        self.assertEqual([e.primitive.name for e in small.eqns],
+                         [e.primitive.name for e in big.eqns])
+        self.assertEqual([e.primitive.name for e in big.eqns].count("scan"), 1)
+
+    def test_keys_per_layer_and_two_stacks_get_distinct_paths(self):
+        def f(x):
+            noisy = L.layer_stack(3)(lambda x: Linear(3)(x) + jax.random.normal(
+                mh.next_rng_key(), x.shape))
+            return noisy(noisy(x) * 0)  # each call builds its own Linear
+
+        init, apply = mh.transform(f)
+        params = init(0, X)
+        self.assertEqual(list(shapes(params).items()), [
+            ("~/Linear_0/__call__/w", (3, 3, 3)), ("~/Linear_0/__call__/b", (3, 3)),
+            ("~/Linear_1/__call__/w", (3, 3, 3)), ("~/Linear_1/__call__/b", (3, 3))])
+        a, b = apply(params, 1, X), apply(params, 2, X)
+        self.assertFalse(np.allclose(a, b))
+
+    def test_param_shared_with_outside_is_an_error(self):
+        def f(x):
+            layer = Linear(3)
+            x = layer(x)
+            return L.layer_stack(2)(layer)(x)
+
+        with self.assertRaisesRegex(mh.MiniHaikuError, "per-layer"):
+            mh.transform(f).init(0, X)
+
+    def test_bad_num_layers(self):
+        with self.assertRaises(mh.MiniHaikuError):
+            L.layer_stack(0)
+
+
+class VmapTest(parameterized.TestCase):
+
+    def test_params_broadcast_values_and_grads(self):
+        def f(xs):
+            return L.vmap(lambda x: jnp.tanh(Linear(2)(x)), split_rng=False)(xs)
+
+        init, apply = mh.transform(f)
+        params = init(0, X)
+        self.assertEqual(shapes(params), {"~/Linear_0/__call__/w": (3, 2),
+                                          "~/Linear_0/__call__/b": (2,)})
+
+        def ref(p):
+            return jax.vmap(lambda x: jnp.tanh(lin(p, "~/Linear_0/__call__", x)))(X)
+
+        assert_close(apply(params, None, X), ref(params))
+        assert_close(jax.grad(lambda p: jnp.sum(apply(p, None, X) ** 2))(params),
+                     jax.grad(lambda p: jnp.sum(ref(p) ** 2))(params))
+
+    @parameterized.parameters(True, False)
+    def test_split_rng_in_init_and_apply(self, split):
+        seen = []
+
+        def f(xs):
+            keys = L.vmap(lambda x: (Linear(2)(x), mh.next_rng_key())[1],
+                          split_rng=split)(xs)
+            seen.append(keys)
+            return keys
+
+        init, apply = mh.transform(f)
+        params = init(0, X)
+        self.assertEqual(shapes(params)["~/Linear_0/__call__/w"], (3, 2))
+        for keys in (seen[0], apply(params, 1, X)):
+            if split:
+                assert_all_distinct(self, keys)
+            else:
+                np.testing.assert_array_equal(keys, jnp.broadcast_to(keys[0], keys.shape))
+
+    def test_in_axes_out_axes_and_state(self):
+        def f(xs, y):
+            def g(x, y):
+                n = mh.get_state("n", (), jnp.int32, init=jnp.zeros)
+                mh.set_state("n", n + 1)
+                return Linear(2)(x) + y
+            return L.vmap(g, in_axes=(1, None), out_axes=1, split_rng=False)(xs, y)
+
+        init, apply = mh.transform_with_state(f)
+        params, state = init(0, X.T, 1.0)
+        out, state = apply(params, state, None, X.T, 1.0)
+        assert_close(out, (lin(params, "~/Linear_0/__call__", X) + 1.0).T)
+        self.assertEqual(int(state["~/n"]), 1)
+
+    def test_state_depending_on_example_is_an_error(self):
+        def f(xs):
+            return L.vmap(lambda x: mh.set_state("s", x), split_rng=False)(xs)
+
+        with self.assertRaisesRegex(mh.MiniHaikuError, "depends on the mapped axis"):
+            mh.transform_with_state(f).init(0, X)
+
+
+class CondSwitchTest(parameterized.TestCase):
+
+    @staticmethod
+    def _branches():
+        def a(x):
+            mh.set_state("taken", jnp.int32(0))
+            return Linear(2)(x)
+
+        def b(x):
+            mh.set_state("taken", jnp.int32(1))
+            return 2.0 * Linear(2)(x) + jax.random.normal(mh.next_rng_key(), (2,))
+
+        def c(x):
+            mh.set_state("taken", jnp.int32(2))
+            return jnp.ones((x.shape[0], 2))
+        return a, b, c
+
+    @parameterized.parameters(True, False)
+    def test_cond_creates_all_params_runs_taken_branch(self, pred):
+        a, b, _ = self._branches()
+        init, apply = mh.transform_with_state(lambda x, p: L.cond(p, a, b, x))
+        params, state = init(0, X, pred)
+        self.assertEqual(list(params), ["~/Linear_0/__call__/w", "~/Linear_0/__call__/b",
+                                        "~/Linear_1/__call__/w", "~/Linear_1/__call__/b"])
+        out, state = apply(params, state, 1, X, pred)
+        self.assertEqual(int(state["~/taken"]), 0 if pred else 1)
+        if pred:
+            assert_close(out, lin(params, "~/Linear_0/__call__", X))
+        else:
+            noise = out - 2.0 * lin(params, "~/Linear_1/__call__", X)
+            assert_close(noise, jnp.broadcast_to(noise[0], noise.shape))
+        out_jit, _ = jax.jit(apply)(params, state, 1, X, pred)
+        assert_close(out_jit, out)
+
+    @parameterized.parameters(0, 1, 2, 5)
+    def test_switch(self, index):
+        init, apply = mh.transform_with_state(
+            lambda x, i: L.switch(i, self._branches(), x))
+        params, state = init(0, X, index)
+        self.assertLen(params, 4)
+        _, state = jax.jit(apply)(params, state, 1, X, index)
+        self.assertEqual(int(state["~/taken"]), min(index, 2))
+
+    def test_grad_through_cond(self):
+        a, _, c = self._branches()
+        init, apply = mh.transform_with_state(lambda x: L.cond(True, a, c, x))
+        params, state = init(0, X)
+        grad = jax.grad(lambda p: jnp.sum(apply(p, state, None, X)[0]))(params)
+        want = jax.grad(lambda p: jnp.sum(lin(p, "~/Linear_0/__call__", X)))(params)
+        assert_close(grad, want)
+
+
+class LoopsTest(parameterized.TestCase):
+
+    def test_fori_loop(self):
+        def f(x):
+            layer = Linear(3)
+
+            def body(i, x):
+                n = mh.get_state("n", (), jnp.int32, init=jnp.zeros)
+                mh.set_state("n", n + i)
+                mh.set_state("key", mh.next_rng_key())
+                return jnp.tanh(layer(x) + Linear(3, name="inner")(x))
+            return L.fori_loop(0, 4, body, x)
+
+        init, apply = mh.transform_with_state(f)
+        params, state = init(0, X)
+        self.assertEqual(sorted(shapes(params)), sorted([
+            "~/Linear_0/__call__/w", "~/Linear_0/__call__/b",
+            "~/inner_0/__call__/w", "~/inner_0/__call__/b"]))
+        out, new_state = apply(params, state, 1, X)
+        want = X
+        for _ in range(4):
+            want = jnp.tanh(lin(params, "~/Linear_0/__call__", want)
+                            + lin(params, "~/inner_0/__call__", want))
+        assert_close(out, want)
+        self.assertEqual(int(new_state["~/n"]), 0 + 1 + 2 + 3)
+        _, other = apply(params, state, 2, X)
+        self.assertFalse(np.array_equal(new_state["~/key"], other["~/key"]))
+        grad = jax.grad(lambda p: jnp.sum(apply(p, state, 1, X)[0]))(params)
+        self.assertEqual(shapes(grad), shapes(params))
+
+    def test_while_loop_keys_differ_per_step(self):
+        def f():
+            def cond(c):
+                return c[0] < 3
+
+            def body(c):
+                i, keys = c
+                mh.set_state("bias_sum", mh.get_state("bias_sum") + Linear(1)(jnp.ones((1, 1))))
+                return i + 1, keys.at[i].set(mh.next_rng_key())
+
+            mh.set_state("bias_sum", jnp.zeros((1, 1)))
+            keys = jnp.zeros((3,) + jax.random.PRNGKey(0).shape, jnp.uint32)
+            return L.while_loop(cond, body, (0, keys))[1]
+
+        init, apply = mh.transform_with_state(f)
+        params, state = init(0)
+        self.assertEqual(shapes(params), {"~/Linear_0/__call__/w": (1, 1),
+                                          "~/Linear_0/__call__/b": (1,)})
+        keys, state = apply(params, state, 1)
+        assert_all_distinct(self, keys)
+        assert_close(state["~/bias_sum"],
+                     3 * lin(params, "~/Linear_0/__call__", jnp.ones((1, 1))))
+
+    def test_while_cond_may_not_set_state(self):
+        def f(x):
+            def cond(x):
+                mh.set_state("s", x)
+                return x < 3
+            return L.while_loop(cond, lambda x: x + 1, x)
+
+        with self.assertRaisesRegex(mh.MiniHaikuError, "cond_fun set state"):
+            mh.transform_with_state(f).init(0, 0)
+
+
+def _touch_param(x):
+    return x * mh.get_param("w", x.shape[-1:], init=jax.nn.initializers.ones)
+
+
+def _touch_state(x):
+    mh.set_state("s", jnp.sum(x))
+    return x
+
+
+def _touch_rng(x):
+    return x + jax.random.normal(mh.next_rng_key(), x.shape)
+
+
+RAW = {
+    "jit": (lambda g: lambda x: jax.jit(g)(x), "jax.jit"),
+    "vmap": (lambda g: lambda x: jax.vmap(g)(x), "vmap"),
+    "scan": (lambda g: lambda x: jax.lax.scan(lambda c, x: (c, g(x)), 0.0, x)[1],
+             "mh.lifted.scan"),
+    "checkpoint": (lambda g: lambda x: jax.checkpoint(g)(x), "remat"),
+    "grad": (lambda g: lambda x: jax.grad(lambda x: jnp.sum(g(x)))(x), "jax.grad"),
+    "cond": (lambda g: lambda x: jax.lax.cond(True, g, lambda x: x, x), "cond"),
+}
+
+
+class UnliftedTransformTest(parameterized.TestCase):
+
+    @parameterized.product(raw=list(RAW), touch=["param", "state", "rng"],
+                           phase=["init", "apply"])
+    def test_raw_transform_is_refused(self, raw, touch, phase):
+        wrap, hint = RAW[raw]
+        inner = {"param": _touch_param, "state": _touch_state, "rng": _touch_rng}[touch]
+        init, apply = mh.transform_with_state(wrap(inner))
+        params = {"~/w": jnp.ones(3)}
+        state = {"~/s": jnp.zeros(())}
+        with self.assertRaises(mh.UnliftedTransformError) as cm:
+            if phase == "init":
+                init(0, X)
+            else:
+                apply(params, state, 0, X)
+        msg = str(cm.exception)
+        self.assertIn("mh.lifted", msg)
+        self.assertIn(hint, msg)
+        # The failed call left no frame behind.
+        self.assertFalse(mh.inside_transform())
+
+    def test_lifted_function_inside_raw_transform_is_refused(self):
+        def f(x):
+            return jax.jit(lambda x: L.remat(_touch_param)(x))(x)
+
+        with self.assertRaises(mh.UnliftedTransformError):
+            mh.transform(f).init(0, X)
+
+    @parameterized.parameters(list(RAW))
+    def test_raw_transform_around_pure_code_is_allowed(self, raw):
+        wrap, _ = RAW[raw]
+
+        def f(x):
+            y = _touch_param(x)
+            return wrap(jnp.sin)(y)
+
+        init, apply = mh.transform(f)
+        params = init(0, X)
+        assert_close(apply(params, None, X), wrap(jnp.sin)(X))
+
+    @parameterized.parameters(list(RAW))
+    def test_raw_transform_around_other_apply_is_allowed(self, raw):
+        wrap, _ = RAW[raw]
+        inner = mh.transform(_touch_param)
+        inner_params = {"~/w": jnp.full((3,), 2.0)}
+
+        def f(x):
+            return wrap(lambda x: inner.apply(inner_params, None, x))(x) + _touch_param(x)
+
+        init, apply = mh.transform(f)
+        params = init(0, X)
+        want = wrap(lambda x: 2.0 * x)(X) + X
+        assert_close(apply(params, None, X), want)
+
+
+class NestingTest(absltest.TestCase):
+
+    def test_scan_of_remat_inside_vmap_matches_reference(self):
+        def f(xs):
+            def per_example(x):
+                layer = Linear(3)
+
+                def step(c, _):
+                    return L.remat(lambda c: jnp.tanh(layer(c)))(c), None
+                return L.scan(step, x, None, length=3)[0]
+            return L.vmap(per_example, split_rng=False)(xs)
+
+        init, apply = mh.transform(f)
+        params = init(0, X)
+        self.assertEqual(shapes(params), {"~/Linear_0/__call__/w": (3, 3),
+                                          "~/Linear_0/__call__/b": (3,)})
+
+        def ref(p):
+            x = X
+            for _ in range(3):
+                x = jnp.tanh(lin(p, "~/Linear_0/__call__", x))
+            return x
+
+        assert_close(apply(params, None, X), ref(params))
+        assert_close(jax.grad(lambda p: jnp.sum(apply(p, None, X)))(params),
+                     jax.grad(lambda p: jnp.sum(ref(p)))(params))
+
+
+if __name__ == "__main__":
+    absltest.main()
