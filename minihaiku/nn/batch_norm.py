@@ -28,7 +28,7 @@ class BatchNorm(Module):
     Example::
 
       f = mh.transform_with_state(lambda x, t: mh.nn.BatchNorm(0.9)(x, t))
-      params, state = f.init(None, x, True)
+      params, state = f.init(0, x, True)
       y, state = f.apply(params, state, None, x, True)
     """
 

@@ -36,7 +36,7 @@ class LayerNorm(Module):
     Example::
 
       f = mh.transform(lambda x: mh.nn.LayerNorm()(x))
-      params = f.init(None, jnp.ones([2, 8]))  # '~/LayerNorm_0/__call__/scale': (8,)
+      params = f.init(0, jnp.ones([2, 8]))  # '~/LayerNorm_0/__call__/scale': (8,)
     """
 
     def __init__(self, axis: Axes = -1, create_scale: bool = True,

@@ -6,7 +6,7 @@ import jax
 
 from minihaiku import errors
 from minihaiku.module import Module
-from minihaiku.nn import dropout as dropout_lib
+from minihaiku.nn.dropout import dropout
 from minihaiku.nn.linear import Linear
 from minihaiku.params import Initializer
 
@@ -71,6 +71,6 @@ class MLP(Module):
             x = Linear(size, self.with_bias, self.w_init, self.b_init)(x)
             if i < last or self.activate_final:
                 if dropout_rate is not None:
-                    x = dropout_lib.dropout(dropout_rate, x, is_training)
+                    x = dropout(dropout_rate, x, is_training)
                 x = self.activation(x)
         return x

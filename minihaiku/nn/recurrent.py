@@ -16,6 +16,9 @@ from minihaiku.module import Module
 from minihaiku.nn.linear import Linear
 from minihaiku.params import Initializer
 
+# Haiku's GRU default (VarianceScaling(): scale 1, fan-in, truncated normal).
+_variance_scaling = jax.nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
+
 
 class LSTMState(NamedTuple):
     """The state of an :class:`LSTM`: ``hidden`` and ``cell``, each ``[..., hidden_size]``."""
@@ -173,5 +176,3 @@ class GRU(RNNCore):
         next_state = (1 - z) * prev_state + z * a
         return next_state, next_state
 
-
-_variance_scaling = jax.nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
