@@ -87,7 +87,7 @@ def main(argv):
     params, losses = train(devices, FLAGS.steps, FLAGS.learning_rate, FLAGS.seed,
                            FLAGS.optimizer, FLAGS.init, FLAGS.log_every)
     elapsed = time.perf_counter() - start
-    logging.info("final loss %.6f after %d steps on %d devices (%.1f s)",
+    logging.info("final loss %.6f after %d steps on %d device(s) (%.1f s)",
                  losses[-1][1], FLAGS.steps, len(devices), elapsed)
     if jax.process_index() != 0:
         return

@@ -175,9 +175,15 @@ def _read(path: str) -> dict:
         raise CheckpointNotFoundError(
             f"mh.io.load: no file at '{path}'. Fix: check the path, or save first "
             "with mh.io.save(path, params).")
-    with open(path, "rb") as f:
-        if f.read(4) != b"PK\x03\x04":
-            raise errors.MiniHaikuError(_foreign(path, "it is not a .npz (zip) file"))
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise errors.MiniHaikuError(
+            f"mh.io.load: cannot read '{path}': {e}. Fix: pass the path of a file "
+            "written by mh.io.save.") from e
+    if magic != b"PK\x03\x04":
+        raise errors.MiniHaikuError(_foreign(path, "it is not a .npz (zip) file"))
     try:
         with np.load(path, allow_pickle=False) as npz:
             if _HEADER not in npz.files:

@@ -211,6 +211,10 @@ class BadFileTest(parameterized.TestCase):
         # Also catchable as the usual "no such file" error.
         self.assertIsInstance(cm.exception, FileNotFoundError)
 
+    def test_directory_is_a_clear_error(self):
+        with self.assertRaisesRegex(mh.MiniHaikuError, "cannot read"):
+            mh.io.load(self.dir)
+
     def test_bad_trees_refused_on_save(self):
         with self.assertRaisesRegex(mh.MiniHaikuError, "flat dict"):
             mh.io.save(self.path, [np.ones(2)])
