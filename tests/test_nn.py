@@ -51,7 +51,7 @@ class LinearTest(parameterized.TestCase):
             2, w_init=jax.nn.initializers.ones,
             b_init=jax.nn.initializers.constant(0.5))(x))
         x = np.arange(6, dtype=np.float32).reshape(2, 3)
-        params = f.init(_KEY, x)  # deterministic inits draw no key... but get_param does
+        params = f.init(_KEY, x)
         np.testing.assert_allclose(f.apply(params, None, x), x.sum(1, keepdims=True) + 0.5
                                    + np.zeros([2, 2]))
         np.testing.assert_allclose(f.apply(params, None, x.tolist()), f.apply(params, None, x))
