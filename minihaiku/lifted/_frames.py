@@ -17,9 +17,12 @@ of the counters and only the counters of the last trace are kept.
 
 import collections
 import contextlib
+import functools
+import threading
 from typing import Callable, Iterator, Mapping, Optional
 
 import jax
+from jax.extend import core as jax_core
 
 from minihaiku import errors
 from minihaiku import frame as frame_lib
@@ -159,3 +162,47 @@ def check_state_kept(lift: Lift, before: Mapping, after: Mapping) -> None:
                 f"{jax.numpy.result_type(new)}. A loop carry must keep its type. "
                 "Fix: cast with .astype or reshape before mh.set_state.")
 
+
+
+# Printed jaxpr -> a jitted evaluator of it, most recently used last.
+_COMPILED: collections.OrderedDict = collections.OrderedDict()
+_COMPILED_MAX = 256
+_COMPILED_LOCK = threading.Lock()
+
+
+def call(fn: Callable, *args):
+    """Returns ``fn(*args)``, where ``fn`` applies one JAX transform to a fresh closure.
+
+    Under an outer JAX transform (e.g. ``jax.jit(apply)``) this is just
+    ``fn(*args)``. Eagerly, JAX would compile a fresh closure's ``lax.scan``
+    (or cond, while, ...) again at every call, which costs far more than
+    running it. So here it is traced to a jaxpr, and the executable compiled
+    for the first jaxpr printing the same (same primitives, shapes and
+    literals: the same computation, since every array it closes over is
+    passed in as an argument) is reused.
+    """
+    if jax.config.jax_disable_jit or not _eager():
+        return fn(*args)
+    closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
+    flat_args = jax.tree_util.tree_leaves(args)
+    key = str(closed.jaxpr)
+    if closed.effects or "callback" in key or " at 0x" in key:
+        # Printing may not tell two such computations apart: don't share.
+        flat_out = jax_core.jaxpr_as_fun(closed)(*flat_args)
+    else:
+        with _COMPILED_LOCK:
+            run = _COMPILED.pop(key, None) or jax.jit(functools.partial(_eval, closed.jaxpr))
+            _COMPILED[key] = run
+            if len(_COMPILED) > _COMPILED_MAX:
+                _COMPILED.popitem(last=False)
+        flat_out = run(closed.consts, flat_args)
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), flat_out)
+
+
+def _eval(jaxpr, consts, flat_args):
+    return jax.core.eval_jaxpr(jaxpr, consts, *flat_args)
+
+
+def _eager() -> bool:
+    """Whether JAX is evaluating eagerly right now (no transform is tracing)."""
+    return type(jax_core.find_top_trace(())).__name__ == "EvalTrace"

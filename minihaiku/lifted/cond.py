@@ -73,7 +73,9 @@ def _branch(name, jax_name, index, branches, operands):
             return out, inner.state
         return run
 
-    out, state = jax.lax.switch(index, [lifted_branch(i) for i in range(len(branches))],
-                                state, key, operands)
+    out, state = _frames.call(
+        lambda *args: jax.lax.switch(index, [lifted_branch(i) for i in range(len(branches))],
+                                     *args),
+        state, key, operands)
     lift.commit(state=state)
     return out

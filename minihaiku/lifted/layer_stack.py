@@ -59,8 +59,9 @@ def _init(lift, f, x, args, kwargs, keys, unroll, num_layers):
         return x, (_frames.created(inner.params), _frames.created(inner.initial_state),
                    _frames.created(inner.state))
 
-    x, (params, initial_state, state) = jax.lax.scan(layer, x, keys, length=num_layers,
-                                                     unroll=unroll)
+    x, (params, initial_state, state) = _frames.call(
+        lambda x, keys: jax.lax.scan(layer, x, keys, length=num_layers, unroll=unroll),
+        x, keys)
     outer = lift.outer
     clash = [p for p in list(params) + list(initial_state) if p in outer.params
              or p in outer.state]
@@ -89,8 +90,9 @@ def _apply(lift, f, x, args, kwargs, keys, unroll, num_layers):
         changed = {p: v for p, v in inner.state.items() if v is not state[p]}
         return x, changed
 
-    x, changed = jax.lax.scan(layer, x, (params, state, keys), length=num_layers,
-                              unroll=unroll)
+    x, changed = _frames.call(
+        lambda x, xs: jax.lax.scan(layer, x, xs, length=num_layers, unroll=unroll),
+        x, (params, state, keys))
     lift.commit(state=changed)
     return x
 

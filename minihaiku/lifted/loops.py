@@ -36,7 +36,9 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any],
         _frames.check_state_kept(lift, state, inner.state)
         return val, inner.state, key
 
-    val, state, _ = jax.lax.fori_loop(lower, upper, step, (init_val, state, key))
+    # Bounds stay closed over: Python ints keep fori_loop reverse-differentiable.
+    val, state, _ = _frames.call(lambda carry: jax.lax.fori_loop(lower, upper, step, carry),
+                                 (init_val, state, key))
     lift.commit(state=state)
     return val
 
@@ -87,7 +89,8 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
         _frames.check_state_kept(lift, state, inner.state)
         return val, inner.state, key
 
-    val, state, _ = jax.lax.while_loop(cond, body, (init_val, state, key))
+    val, state, _ = _frames.call(lambda carry: jax.lax.while_loop(cond, body, carry),
+                                 (init_val, state, key))
     lift.commit(state=state)
     return val
 

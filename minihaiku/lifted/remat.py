@@ -51,8 +51,8 @@ def remat(f: Callable[..., Any], *, policy: Optional[Callable[..., bool]] = None
             return out, new_params, inner.state, _frames.created(inner.initial_state)
 
         checkpointed = jax.checkpoint(body, prevent_cse=prevent_cse, policy=policy)
-        out, params, state, initial_state = checkpointed(
-            outer.state, lift.draw_key(), dynamic)
+        out, params, state, initial_state = _frames.call(
+            checkpointed, outer.state, lift.draw_key(), dynamic)
         lift.commit(params, state, initial_state)
         return out
 

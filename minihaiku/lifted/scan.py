@@ -59,8 +59,10 @@ def scan(f: Callable[[Any, Any], tuple], init: Any, xs: Any,
         _frames.check_state_kept(lift, state, inner.state)
         return (carry, inner.state, key), y
 
-    (carry, state, _), ys = jax.lax.scan(step, (init, state, key), xs, length=length,
-                                         reverse=reverse, unroll=unroll)
+    def run(carry, xs):
+        return jax.lax.scan(step, carry, xs, length=length, reverse=reverse, unroll=unroll)
+
+    (carry, state, _), ys = _frames.call(run, (init, state, key), xs)
     lift.commit(state=state)
     return carry, ys
 

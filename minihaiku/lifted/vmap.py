@@ -9,7 +9,8 @@ import jax
 from minihaiku import errors
 from minihaiku.lifted import _frames
 
-_AXIS_NAMES = (f"mh_lifted_vmap_{i}" for i in itertools.count())
+# next() on a count is atomic, so threads building vmaps get distinct names.
+_AXIS_IDS = itertools.count()
 
 
 def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
@@ -41,7 +42,7 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
         net = lambda x: mh.nn.dropout(0.1, MyLinear(3)(x))
         return mh.lifted.vmap(net, split_rng=True)(xs)
     """
-    axis_name = next(_AXIS_NAMES)
+    axis_name = f"mh_lifted_vmap_{next(_AXIS_IDS)}"
 
     @functools.wraps(f)
     def mapped(*args, **kwargs):
@@ -63,7 +64,8 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
                                out_axes=(out_axes, None, None, None),
                                axis_size=axis_size, axis_name=axis_name)
             try:
-                return vmapped(state, key, *args, **kwargs)
+                return _frames.call(lambda state, key, args, kwargs: vmapped(
+                    state, key, *args, **kwargs), state, key, args, kwargs)
             except ValueError as e:
                 if "out_axes" not in str(e):
                     raise
