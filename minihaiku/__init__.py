@@ -4,6 +4,7 @@
 the contract.
 """
 
+from minihaiku import io  # noqa: F401  (mh.io)
 from minihaiku import lifted  # noqa: F401  (mh.lifted)
 from minihaiku import nn  # noqa: F401  (mh.nn)
 from minihaiku.errors import MiniHaikuError
@@ -21,6 +22,7 @@ from minihaiku.rng import maybe_next_rng_key
 from minihaiku.rng import next_rng_key
 from minihaiku.state import get_state
 from minihaiku.state import set_state
+from minihaiku.summary import summary
 from minihaiku.transform import Transformed
 from minihaiku.transform import TransformedWithState
 from minihaiku.transform import inside_transform
@@ -37,5 +39,5 @@ __all__ = [
     "Module", "module_method", "get_param", "PRNGSequence",
     "maybe_next_rng_key", "next_rng_key", "get_state", "set_state",
     "Transformed", "TransformedWithState", "inside_transform", "running_init",
-    "transform", "transform_with_state", "without_apply_rng",
+    "transform", "transform_with_state", "without_apply_rng", "io", "summary",
 ]

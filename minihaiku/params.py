@@ -17,18 +17,18 @@ def _standard_normal(key, shape, dtype):
     return jax.random.normal(key, shape, dtype)
 
 
-# dtype as requested -> dtype as stored (float64 becomes float32 without x64).
-_CANONICAL: dict = {}
+# x64 flag -> {dtype as requested -> dtype as stored}; without x64, a float64
+# request is stored as float32.
+_CANONICAL: dict = {False: {}, True: {}}
 
 
 def canonical_dtype(dtype) -> np.dtype:
     """The dtype JAX would actually store for a request of ``dtype``."""
-    key = (dtype, jax.config.jax_enable_x64)
-    try:
-        return _CANONICAL[key]
-    except KeyError:
-        _CANONICAL[key] = out = jax.dtypes.canonicalize_dtype(dtype)
-        return out
+    cache = _CANONICAL[jax.config.jax_enable_x64]
+    out = cache.get(dtype)
+    if out is None:
+        cache[dtype] = out = jax.dtypes.canonicalize_dtype(dtype)
+    return out
 
 
 def check_value(kind: str, path: str, value, shape, dtype, fix: str) -> None:
@@ -41,6 +41,12 @@ def check_value(kind: str, path: str, value, shape, dtype, fix: str) -> None:
         raise errors.MismatchError(
             f"{kind} '{path}' has dtype {value.dtype} but dtype "
             f"{np.dtype(dtype).name} was requested. {fix}")
+
+
+_FLOAT32 = np.dtype(np.float32)
+
+_READ_FIX = ("Request the same shape and dtype everywhere this param is used, "
+             "or re-run init if the inputs changed shape.")
 
 
 def get_param(name: str, shape: Sequence[int], dtype: Any = jnp.float32,
@@ -68,25 +74,42 @@ def get_param(name: str, shape: Sequence[int], dtype: Any = jnp.float32,
     """
     frame = frame_lib.current_frame("mh.get_param")
     path = f"{frame.scope}/{name}"
-    frame_lib.check_trace(frame, "mh.get_param", path)
-    shape = tuple(shape)
+    if type(shape) is not tuple:
+        shape = tuple(shape)
     value = frame.params.get(path)
-    if value is None:
-        if not frame.is_init:
-            raise errors.MissingParamError(_missing_message(
-                "param", path, shape, frame.params,
-                "Params can only be created in init: run init with the "
-                "same function and inputs, and pass its params to apply."))
-        key = rng_lib.draw_key(frame, f"Creating param '{path}'")
-        value = (init or _standard_normal)(key, shape, dtype)
-        check_value("The initializer of param", path, value, shape, dtype,
-                    "Fix the initializer to return the shape and dtype asked.")
-        frame.params[path] = value
+    if value is not None:
+        # The hot path. Reading an existing param is harmless even under a raw
+        # JAX transform (the value is closed over), so only creation pays for
+        # the trace check. Builtin np.dtypes are singletons: `is` settles the
+        # common case without the slower dtype equality.
+        if dtype is jnp.float32:
+            dtype = _FLOAT32
+        stored = value.dtype
+        if value.shape != shape or (stored is not dtype and stored != canonical_dtype(dtype)):
+            check_value("Param", path, value, shape, dtype, _READ_FIX)
         return value
-    check_value("Param", path, value, shape, dtype,
-                "Request the same shape and dtype everywhere this param is "
-                "used, or re-run init if the inputs changed shape.")
+    if not frame.is_init:
+        raise errors.MissingParamError(_missing_message(
+            "param", path, shape, frame.params,
+            "Params can only be created in init: run init with the same "
+            "function and inputs, and pass its params to apply."))
+    frame_lib.check_trace(frame, "mh.get_param", path)
+    value = _create(frame, path, init or _standard_normal, shape, dtype)
+    check_value("The initializer of param", path, value, shape, dtype,
+                "Fix the initializer to return the shape and dtype asked.")
+    frame.params[path] = value
     return value
+
+
+def _create(frame, path, init, shape, dtype):
+    if frame.rng is not None:
+        return init(next(frame.rng), shape, dtype)
+    # Without an rng, deterministic initializers (zeros, ones, constant)
+    # still work; only one that really uses its key is an error.
+    try:
+        return init(None, shape, dtype)
+    except Exception as e:  # Any failure here means it needed its key.
+        raise rng_lib.no_rng_error(f"Creating param '{path}'") from e
 
 
 def _missing_message(kind: str, path: str, shape, known, fix: str) -> str:

@@ -62,7 +62,9 @@ class PRNGSequence(Iterator[jax.Array]):
 
     def reserve(self, n: int) -> None:
         """Splits off a fresh block of ``n`` keys (done automatically)."""
-        keys = jax.random.split(self._key, n + 1)
+        # One unstack of the whole block is far cheaper eagerly than indexing
+        # the split array once per key.
+        keys = list(jax.random.split(self._key, n + 1))
         self._key = keys[0]
         self._block = keys[1:]
         self._used = 0
@@ -105,9 +107,14 @@ def maybe_next_rng_key() -> Optional[jax.Array]:
 def draw_key(frame: frame_lib.Frame, what: str) -> jax.Array:
     """Draws a key from ``frame`` or raises a ``NoRngError`` naming ``what``."""
     if frame.rng is None:
-        raise errors.NoRngError(
-            f"{what} needs a random key, but this transformed function was "
-            "called with rng=None. Fix: pass a key or seed, e.g. "
-            "`init(jax.random.PRNGKey(0), x)` or `apply(params, 42, x)` (and "
-            "don't wrap it in mh.without_apply_rng).")
+        raise no_rng_error(what)
     return next(frame.rng)
+
+
+def no_rng_error(what: str) -> errors.NoRngError:
+    """The error for ``what`` needing a key in a transform given ``rng=None``."""
+    return errors.NoRngError(
+        f"{what} needs a random key, but this transformed function was "
+        "called with rng=None. Fix: pass a key or seed, e.g. "
+        "`init(jax.random.PRNGKey(0), x)` or `apply(params, 42, x)` (and "
+        "don't wrap it in mh.without_apply_rng).")

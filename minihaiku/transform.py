@@ -47,6 +47,19 @@ def _sequence(rng):
     return rng_lib.PRNGSequence(rng_lib.as_key(rng))
 
 
+def _wraps(f):
+    """``functools.wraps`` without ``__wrapped__``.
+
+    ``__wrapped__`` would make ``inspect.signature`` report ``f``'s signature,
+    and ``jax.jit(apply, static_argnums=...)`` validates against it.
+    """
+    def decorate(g):
+        g = functools.wraps(f)(g)
+        del g.__wrapped__
+        return g
+    return decorate
+
+
 def _mapping(value, what: str, call: str) -> Mapping:
     if not isinstance(value, Mapping):
         raise errors.MiniHaikuError(
@@ -66,12 +79,12 @@ def transform(f: Callable[..., Any]) -> Transformed:
       out = apply(params, None, x)
     """
 
-    @functools.wraps(f)
+    @_wraps(f)
     def init_fn(rng, *args, **kwargs) -> Params:
         _, frame = _run(f, args, kwargs, {}, {}, rng, True, False)
         return frame.params
 
-    @functools.wraps(f)
+    @_wraps(f)
     def apply_fn(params, rng, *args, **kwargs):
         params = _mapping(params, "params", "apply(params, rng, *args)")
         out, _ = _run(f, args, kwargs, params, {}, rng, False, False)
@@ -95,12 +108,12 @@ def transform_with_state(f: Callable[..., Any]) -> TransformedWithState:
       out, state = apply(params, state, None)  # state == {'~/n': 1}
     """
 
-    @functools.wraps(f)
+    @_wraps(f)
     def init_fn(rng, *args, **kwargs) -> tuple:
         _, frame = _run(f, args, kwargs, {}, {}, rng, True, True)
         return frame.params, frame.initial_state
 
-    @functools.wraps(f)
+    @_wraps(f)
     def apply_fn(params, state, rng, *args, **kwargs) -> tuple:
         call = "apply(params, state, rng, *args)"
         params = _mapping(params, "params", call)
@@ -124,7 +137,7 @@ def without_apply_rng(
     if isinstance(transformed, TransformedWithState):
         apply = transformed.apply
 
-        @functools.wraps(apply)
+        @_wraps(apply)
         def apply_with_state(params, state, *args, **kwargs):
             return apply(params, state, None, *args, **kwargs)
 
@@ -132,7 +145,7 @@ def without_apply_rng(
     if isinstance(transformed, Transformed):
         apply = transformed.apply
 
-        @functools.wraps(apply)
+        @_wraps(apply)
         def apply_fn(params, *args, **kwargs):
             return apply(params, None, *args, **kwargs)
 

@@ -1,0 +1,1 @@
+"""Benchmarks of minihaiku against raw JAX and peers (run: python -m benchmarks.run)."""

@@ -1,0 +1,104 @@
+"""4-5. Lifted transforms: layer_stack compile time, remat residuals, scanned LSTM."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import minihaiku as mh
+from benchmarks import peers, timing
+
+WIDTH = 64
+
+
+def _block(x):
+    h = mh.nn.LayerNorm()(x)
+    h = jax.nn.gelu(mh.nn.Linear(WIDTH)(h))
+    return x + mh.nn.Linear(WIDTH)(h)
+
+
+def _stack_compile_seconds(layers: int, unrolled: bool = False) -> float:
+    def f(x):
+        if unrolled:
+            for _ in range(layers):
+                x = _block(x)
+            return x
+        return mh.lifted.layer_stack(layers)(_block)(x)
+
+    x = jnp.ones((8, WIDTH))
+    init, apply = mh.transform(f)
+    params = jax.eval_shape(init, 0, x)
+    return timing.compile_seconds(lambda p, x: apply(p, None, x), params, x)
+
+
+def _layer_stack(rows: list) -> None:
+    one = min(_stack_compile_seconds(1) for _ in range(2))
+    many = min(_stack_compile_seconds(256) for _ in range(2))
+    unrolled = _stack_compile_seconds(256, unrolled=True)
+    rows.append(("compile layer_stack of residual blocks", "256 layers / 1 layer", many / one,
+                 "<= 2.0", f"{one:.2f} s vs {many:.2f} s; 256 unrolled {unrolled:.1f} s "
+                 f"({unrolled / one:.0f}x)"))
+
+
+def residual_bytes(f, *args) -> int:
+    """Bytes ``jax.vjp`` keeps to run the backward pass of ``f`` at ``args``."""
+    _, vjp_fn = jax.vjp(f, *args)
+    return sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(vjp_fn))
+
+
+def _remat(rows: list) -> None:
+    def net(remat):
+        def f(x):
+            def block(x):
+                for _ in range(4):
+                    x = jnp.tanh(mh.nn.Linear(256)(x))
+                return x
+            for _ in range(4):
+                x = (mh.lifted.remat(block) if remat else block)(x)
+            return x
+        return mh.without_apply_rng(mh.transform(f))
+
+    x = jnp.ones((1024, 256))
+    plain, remat = net(False), net(True)
+    params = plain.init(0, x)
+    loss = lambda t: lambda p: jnp.sum(t.apply(p, x))  # noqa: E731
+    without = residual_bytes(loss(plain), params)
+    with_remat = residual_bytes(loss(remat), params)
+    rows.append(("remat around 4 blocks of 4 tanh(Linear(256)), batch 1024",
+                 "residual bytes with / without", with_remat / without, "<= 0.5",
+                 f"{with_remat / 2**20:.1f} MiB vs {without / 2**20:.1f} MiB"))
+
+
+def _lstm(rows: list) -> None:
+    steps, batch, hidden = 128, 16, 64
+    xs = jnp.asarray(np.random.RandomState(0).normal(size=(steps, batch, 8)), jnp.float32)
+
+    def ours(xs):
+        core = mh.nn.LSTM(hidden)
+        out, _ = mh.nn.dynamic_unroll(core, xs, core.initial_state(batch))
+        return out
+
+    f = mh.without_apply_rng(mh.transform(ours))
+    params = f.init(0, xs)
+    contenders = {"minihaiku": (jax.jit(f.apply), params)}
+    if peers.hk:
+        hk = peers.hk
+
+        def theirs(xs):
+            core = hk.LSTM(hidden)
+            out, _ = hk.dynamic_unroll(core, xs, core.initial_state(batch))
+            return out
+
+        g = hk.without_apply_rng(hk.transform(theirs))
+        contenders["dm-haiku"] = (jax.jit(g.apply), g.init(jax.random.PRNGKey(0), xs))
+    t = timing.interleaved({k: (lambda fn=fn, p=p: fn(p, xs)) for k, (fn, p) in contenders.items()},
+                           calls=20, rounds=7)
+    if "dm-haiku" in t:
+        rows.append(("jitted dynamic_unroll(LSTM(64)), T=128, batch 16", "minihaiku / dm-haiku",
+                     t["minihaiku"] / t["dm-haiku"], "",
+                     f"{t['minihaiku'] * 1e3:.2f} ms vs {t['dm-haiku'] * 1e3:.2f} ms"))
+
+
+def run(rows: list) -> None:
+    _layer_stack(rows)
+    _remat(rows)
+    _lstm(rows)

@@ -1,0 +1,54 @@
+"""Runs every benchmark in one process and prints one table of ratios.
+
+    python -m benchmarks.run                  # print the table
+    python -m benchmarks.run --write_results  # also rewrite benchmarks/RESULTS.md
+    python -m benchmarks.run --only=eager,micro
+"""
+
+import datetime
+import os
+import platform
+
+import jax
+from absl import app, flags
+
+from benchmarks import eager, lifted, micro, train_step
+
+_SECTIONS = {"eager": eager.run, "micro": micro.run, "train_step": train_step.run,
+             "lifted": lifted.run}
+_ONLY = flags.DEFINE_list("only", list(_SECTIONS), f"sections to run, of {list(_SECTIONS)}")
+_WRITE = flags.DEFINE_bool("write_results", False, "rewrite benchmarks/RESULTS.md")
+
+
+def _table(rows) -> str:
+    lines = ["| benchmark | measure | value | target | detail |", "|---|---|---|---|---|"]
+    for name, measure, value, target, detail in rows:
+        lines.append(f"| {name} | {measure} | {value:.3g} | {target} | {detail} |")
+    return "\n".join(lines)
+
+
+def _machine() -> str:
+    return (f"{os.cpu_count()} CPU cores ({platform.machine()}), jax {jax.__version__}, "
+            f"Python {platform.python_version()}, backend {jax.default_backend()}")
+
+
+def main(argv):
+    del argv
+    rows = []
+    for name in _ONLY.value:
+        _SECTIONS[name](rows)
+    table = _table(rows)
+    print(table)
+    if _WRITE.value:
+        path = os.path.join(os.path.dirname(__file__), "RESULTS.md")
+        text = (f"# Benchmark results\n\n`python -m benchmarks.run` on "
+                f"{datetime.date.today().isoformat()}, {_machine()}.\n"
+                "Ratios are of times measured side by side in one process "
+                "(interleaved, best of rounds).\n\n" + table + "\n")
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
+
+
+if __name__ == "__main__":
+    app.run(main)

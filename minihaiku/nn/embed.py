@@ -1,0 +1,71 @@
+"""``Embed``: a lookup table of vectors, one per token id."""
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+
+from minihaiku import errors
+from minihaiku import params as params_lib
+from minihaiku.module import Module
+from minihaiku.params import Initializer
+
+_truncated_normal = jax.nn.initializers.truncated_normal(1.0)
+
+
+class Embed(Module):
+    """Maps integer ids to vectors; ``attend`` scores vectors against the table.
+
+    The param ``embeddings`` ``[vocab_size, embed_dim]`` (default truncated
+    normal, stddev 1, as Haiku) is created by the public method
+    :meth:`embeddings`, which both ``__call__`` and ``attend`` call, so it has
+    one path, ``<module path>/embeddings/embeddings``, shared by both.
+
+    Example::
+
+      def f(ids):
+        embed = mh.nn.Embed(100, 8)
+        h = embed(ids)            # [..., 8]
+        return embed.attend(h)    # [..., 100] logits (tied weights)
+    """
+
+    def __init__(self, vocab_size: int, embed_dim: int,
+                 w_init: Optional[Initializer] = None,
+                 name: Optional[str] = None):
+        """Builds the table.
+
+        Args:
+          vocab_size: number of ids.
+          embed_dim: size of each vector.
+          w_init: ``init(key, shape, dtype)`` of the table.
+          name: module name, default ``Embed``.
+        """
+        super().__init__(name=name)
+        self.vocab_size = vocab_size
+        self.embed_dim = embed_dim
+        self.w_init = w_init or _truncated_normal
+
+    def embeddings(self) -> jax.Array:
+        """The table ``[vocab_size, embed_dim]`` (creates it in init)."""
+        return params_lib.get_param("embeddings", (self.vocab_size, self.embed_dim),
+                                    jnp.float32, self.w_init)
+
+    def __call__(self, ids: jax.Array) -> jax.Array:
+        """Looks up ``ids`` (any shape, integer dtype): ``ids.shape + (embed_dim,)``."""
+        ids = jnp.asarray(ids)
+        if not jnp.issubdtype(ids.dtype, jnp.integer):
+            raise errors.MiniHaikuError(
+                f"Embed at '{self.module_path}' got ids of dtype {ids.dtype} "
+                f"(shape {ids.shape}); ids must be integers. Fix: cast with "
+                "ids.astype(jnp.int32).")
+        return self.embeddings()[ids]
+
+    def attend(self, x: jax.Array) -> jax.Array:
+        """Scores ``x`` ``[..., embed_dim]`` against every row: ``x @ embeddings.T``."""
+        x = jnp.asarray(x)
+        if not x.ndim or x.shape[-1] != self.embed_dim:
+            raise errors.MiniHaikuError(
+                f"Embed.attend at '{self.module_path}' got shape {x.shape}; it "
+                f"needs [..., {self.embed_dim}] (embed_dim). Fix: project x to "
+                "embed_dim first.")
+        return x @ self.embeddings().T

@@ -1,0 +1,78 @@
+"""``Linear``: an affine layer ``x @ w + b``."""
+
+import math
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+
+from minihaiku import errors
+from minihaiku import params as params_lib
+from minihaiku.module import Module
+from minihaiku.params import Initializer
+
+_zeros = jax.nn.initializers.zeros
+
+
+def _fan_in_truncated_normal(key, shape, dtype):
+    # The default `w` init: truncated normal with stddev 1/sqrt(fan_in). Reading
+    # fan_in from the shape keeps one module-level function for every layer, so
+    # apply never builds an initializer it would not use.
+    stddev = 1.0 / math.sqrt(shape[0])
+    return jax.nn.initializers.truncated_normal(stddev)(key, shape, dtype)
+
+
+class Linear(Module):
+    """An affine layer: ``x @ w + b`` over the last axis of ``x``.
+
+    Params (under ``<module path>/__call__/``): ``w`` of shape ``[in, out]``,
+    default truncated normal with stddev ``1/sqrt(in)``, and ``b`` of shape
+    ``[out]``, default zeros. Params take the dtype of ``x``.
+
+    Example::
+
+      f = mh.transform(lambda x: mh.nn.Linear(3)(x))
+      params = f.init(0, jnp.ones([2, 5]))  # '~/Linear_0/__call__/w': (5, 3)
+    """
+
+    def __init__(self, output_size: int, with_bias: bool = True,
+                 w_init: Optional[Initializer] = None,
+                 b_init: Optional[Initializer] = None,
+                 name: Optional[str] = None):
+        """Builds the layer.
+
+        Args:
+          output_size: the size of the last axis of the output.
+          with_bias: whether to add the bias ``b``.
+          w_init: ``init(key, shape, dtype)`` for ``w``.
+          b_init: ``init(key, shape, dtype)`` for ``b``.
+          name: module name, default ``Linear``.
+        """
+        super().__init__(name=name)
+        if not with_bias and b_init is not None:
+            raise errors.MiniHaikuError(
+                f"Linear at '{self.module_path}' got b_init but with_bias=False. "
+                "Fix: drop b_init or set with_bias=True.")
+        self.output_size = output_size
+        self.with_bias = with_bias
+        self.w_init = w_init or _fan_in_truncated_normal
+        self.b_init = b_init or _zeros
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Returns ``x @ w + b``, of shape ``x.shape[:-1] + (output_size,)``."""
+        try:
+            ndim = x.ndim
+        except AttributeError:
+            x = jnp.asarray(x)
+            ndim = x.ndim
+        if not ndim:
+            raise errors.MiniHaikuError(
+                f"Linear at '{self.module_path}' got a scalar input; it needs "
+                "shape [..., in]. Fix: pass x[None] or x.reshape(1, 1).")
+        dtype = x.dtype
+        w = params_lib.get_param("w", (x.shape[-1], self.output_size), dtype,
+                                 self.w_init)
+        if not self.with_bias:
+            return x @ w
+        return x @ w + params_lib.get_param("b", (self.output_size,), dtype,
+                                            self.b_init)

@@ -1,0 +1,108 @@
+"""Running a recurrent core over a sequence: ``dynamic_unroll``, ``static_unroll``."""
+
+from typing import Any, Callable, Tuple
+
+import jax
+import jax.numpy as jnp
+
+from minihaiku import errors
+from minihaiku import lifted
+from minihaiku import transform as transform_lib
+
+Core = Callable[[Any, Any], Tuple[Any, Any]]
+
+
+def _num_steps(xs, time_axis: int, caller: str) -> int:
+    leaves = jax.tree_util.tree_leaves(xs)
+    if not leaves:
+        raise errors.MiniHaikuError(
+            f"{caller} got an empty input sequence. Fix: pass an array (or a "
+            "pytree of arrays) with a time axis.")
+    shapes = [jnp.shape(x) for x in leaves]
+    if any(len(s) <= time_axis for s in shapes) or len(
+            {s[time_axis] for s in shapes}) != 1:
+        layout = "[T, B, ...]" if time_axis == 0 else "[B, T, ...]"
+        raise errors.MiniHaikuError(
+            f"{caller} needs every input leaf shaped {layout} with the same "
+            f"number of steps T; got shapes {shapes}. Fix: check time_major.")
+    return shapes[0][time_axis]
+
+
+def _swap_batch_time(tree):
+    return jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1), tree)
+
+
+def dynamic_unroll(core: Core, xs, initial_state, time_major: bool = True,
+                   reverse: bool = False, return_all_states: bool = False,
+                   unroll: int = 1) -> Tuple[Any, Any]:
+    """Runs ``core`` over the time axis of ``xs`` in one ``mh.lifted.scan`` loop.
+
+    The core's params are shared by all steps (created once in init).
+    Outside a transform (a core that is a pure function) it uses
+    ``jax.lax.scan`` directly.
+
+    Args:
+      core: ``core(x_t, state) -> (out_t, state)``, e.g. an ``mh.nn.LSTM``.
+      xs: an array or pytree of arrays, ``[T, B, ...]`` (``[B, T, ...]`` if not
+        ``time_major``).
+      initial_state: the state before the first step.
+      time_major: whether time is the first axis of ``xs`` and of the outputs.
+      reverse: run from the last step to the first (outputs stay in order).
+      return_all_states: return the state after every step instead of the last.
+      unroll: steps per loop iteration, as in ``jax.lax.scan``.
+
+    Returns:
+      ``(outputs, final_state)``, outputs with the layout of ``xs``; with
+      ``return_all_states``, ``(outputs, states)``, states stacked like outputs.
+
+    Example::
+
+      core = mh.nn.LSTM(8)
+      outs, state = mh.nn.dynamic_unroll(core, xs, core.initial_state(xs.shape[1]))
+    """
+    caller = "mh.nn.dynamic_unroll"
+    _num_steps(xs, 0 if time_major else 1, caller)
+
+    def step(state, x):
+        out, state = core(x, state)
+        return state, ((out, state) if return_all_states else out)
+
+    if not time_major:
+        xs = _swap_batch_time(xs)
+    scan = lifted.scan if transform_lib.inside_transform() else jax.lax.scan
+    final_state, ys = scan(step, initial_state, xs, reverse=reverse, unroll=unroll)
+    if return_all_states:
+        outputs, states = ys
+    else:
+        outputs, states = ys, final_state
+    if not time_major:
+        outputs = _swap_batch_time(outputs)
+        if return_all_states:
+            states = _swap_batch_time(states)
+    return outputs, states
+
+
+def static_unroll(core: Core, xs, initial_state,
+                  time_major: bool = True) -> Tuple[Any, Any]:
+    """Runs ``core`` over the time axis of ``xs`` with a Python loop.
+
+    Same contract as :func:`dynamic_unroll` (without its extra options); under
+    ``jax.jit`` the loop is unrolled into the program, one copy per step.
+
+    Example::
+
+      core = mh.nn.GRU(8)
+      outs, h = mh.nn.static_unroll(core, xs, core.initial_state(xs.shape[1]))
+    """
+    time_axis = 0 if time_major else 1
+    num_steps = _num_steps(xs, time_axis, "mh.nn.static_unroll")
+    leaves, treedef = jax.tree_util.tree_flatten(xs)
+    # Unstacking once gives JAX one slicing op (and an efficient VJP) per leaf.
+    steps = [jnp.unstack(x, axis=time_axis) for x in leaves]
+    state, outputs = initial_state, []
+    for t in range(num_steps):
+        x_t = jax.tree_util.tree_unflatten(treedef, [s[t] for s in steps])
+        out, state = core(x_t, state)
+        outputs.append(out)
+    stacked = jax.tree_util.tree_map(lambda *ys: jnp.stack(ys, axis=time_axis), *outputs)
+    return stacked, state

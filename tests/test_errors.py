@@ -1,0 +1,175 @@
+"""Every misuse of API.md section 6 gives a clear MiniHaikuError, and nothing is left behind."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest
+
+import minihaiku as mh
+from minihaiku import frame as frame_lib
+
+
+class Linear(mh.Module):
+
+    def __init__(self, size):
+        super().__init__()
+        self.size = size
+
+    def __call__(self, x):
+        return x @ mh.get_param("w", (x.shape[-1], self.size))
+
+
+class ErrorsTest(absltest.TestCase):
+
+    def test_errors_are_value_errors(self):
+        self.assertTrue(issubclass(mh.MiniHaikuError, ValueError))
+        for cls in (mh.NotInTransformError, mh.MissingParamError, mh.MismatchError,
+                    mh.NoRngError, mh.StateNotAllowedError, mh.UnliftedTransformError):
+            self.assertTrue(issubclass(cls, mh.MiniHaikuError))
+
+    def test_outside_transform(self):
+        for call in (lambda: mh.get_param("w", ()), lambda: mh.get_state("s"),
+                     lambda: mh.set_state("s", 1), mh.next_rng_key, mh.maybe_next_rng_key,
+                     lambda: Linear(3)):
+            with self.assertRaisesRegex(mh.NotInTransformError, r"mh\.transform\(f\)"):
+                call()
+
+    def test_missing_param_in_apply_names_path_and_init(self):
+        init, apply = mh.transform(lambda x: Linear(3)(x))
+        params = init(0, jnp.ones((1, 2)))
+        del params["~/Linear_0/__call__/w"]
+        with self.assertRaisesRegex(mh.MissingParamError,
+                                    r"'~/Linear_0/__call__/w' \(shape \(2, 3\)\).*created in init"):
+            apply(params, None, jnp.ones((1, 2)))
+
+    def test_new_param_in_apply_is_frozen_out(self):
+        def f(x):
+            if not mh.running_init():
+                Linear(4, )(x)
+            return x
+
+        init, apply = mh.transform(f)
+        with self.assertRaisesRegex(mh.MissingParamError, "~/Linear_0/__call__/w"):
+            apply(init(0, jnp.ones((1, 2))), None, jnp.ones((1, 2)))
+
+    def test_shape_mismatch_names_both_shapes(self):
+        init, apply = mh.transform(lambda x: Linear(3)(x))
+        params = init(0, jnp.ones((1, 2)))
+        with self.assertRaisesRegex(
+                mh.MismatchError,
+                r"'~/Linear_0/__call__/w' has shape \(2, 3\) but shape \(5, 3\) was requested"):
+            apply(params, None, jnp.ones((1, 5)))
+
+    def test_dtype_mismatch(self):
+        init, apply = mh.transform(lambda: mh.get_param("p", (2,)))
+        params = init(0)
+        params = {"~/p": params["~/p"].astype(jnp.bfloat16)}
+        with self.assertRaisesRegex(mh.MismatchError, "'~/p' has dtype bfloat16 but dtype float32"):
+            apply(params, None)
+
+    def test_inconsistent_shapes_within_init(self):
+        def f():
+            mh.get_param("p", (2,))
+            mh.get_param("p", (3,))
+
+        with self.assertRaisesRegex(mh.MismatchError, r"'~/p' has shape \(2,\).*\(3,\)"):
+            mh.transform(f).init(0)
+
+    def test_initializer_returning_wrong_shape(self):
+        bad = lambda key, shape, dtype: jnp.zeros((1,), dtype)  # noqa: E731
+        with self.assertRaisesRegex(mh.MismatchError, "initializer of param '~/p'"):
+            mh.transform(lambda: mh.get_param("p", (2,), init=bad)).init(0)
+
+    def test_no_rng(self):
+        with self.assertRaisesRegex(mh.NoRngError, "'~/Linear_0/__call__/w'.*rng=None"):
+            mh.transform(lambda x: Linear(3)(x)).init(None, jnp.ones((1, 2)))
+        with self.assertRaisesRegex(mh.NoRngError, r"next_rng_key.*rng=None"):
+            mh.transform(lambda: mh.next_rng_key()).apply({}, None)
+
+    def test_bad_rng_and_argument_order(self):
+        init, apply = mh.transform(lambda: mh.next_rng_key())
+        with self.assertRaisesRegex(mh.MiniHaikuError, r"rng must be a JAX PRNG key.*float32"):
+            init(jnp.ones((3,)))
+        with self.assertRaisesRegex(mh.MiniHaikuError, "params must be the dict returned by init"):
+            apply(jax.random.PRNGKey(0), {})
+
+    def test_state_under_transform_names_transform_with_state(self):
+        for f in (lambda: mh.get_state("s", (), init=jnp.zeros), lambda: mh.set_state("s", 1)):
+            with self.assertRaisesRegex(mh.StateNotAllowedError, "transform_with_state"):
+                mh.transform(f).init(None)
+
+    def test_missing_state_in_apply(self):
+        def f():
+            mh.set_state("s", mh.get_state("s", (), init=jnp.zeros) + 1)
+
+        init, apply = mh.transform_with_state(f)
+        params, _ = init(None)
+        with self.assertRaisesRegex(mh.MissingParamError, "State '~/s'.*created in init"):
+            apply(params, {}, None)
+
+    def test_set_state_must_keep_shape_in_apply(self):
+        def f():
+            s = mh.get_state("s", (2,), init=jnp.zeros)
+            mh.set_state("s", jnp.concatenate([s, s]))
+
+        init, apply = mh.transform_with_state(f)
+        params, state = init(None)
+        with self.assertRaisesRegex(mh.MismatchError, r"'~/s' has shape \(4,\).*\(2,\)"):
+            apply(params, state, None)
+
+    def test_get_state_without_initializer(self):
+        with self.assertRaisesRegex(mh.MiniHaikuError, "'~/s' does not exist yet"):
+            mh.transform_with_state(lambda: mh.get_state("s", (2,))).init(None)
+
+    def test_module_without_super_init(self):
+        class Bad(mh.Module):
+            def __init__(self):
+                pass
+
+            def __call__(self, x):
+                return x
+
+        with self.assertRaisesRegex(mh.MiniHaikuError, r"must call super\(\).__init__"):
+            mh.transform(lambda x: Bad()(x)).init(None, 1.0)
+
+    def test_bad_module_name(self):
+        with self.assertRaisesRegex(mh.MiniHaikuError, "'a/b'.*without '/'"):
+            mh.transform(lambda: mh.Module(name="a/b")).init(None)
+
+    def test_raw_jax_transform_around_param_creation(self):
+        def f(x):
+            return jax.jit(lambda y: Linear(3)(y))(x)
+
+        with self.assertRaisesRegex(mh.UnliftedTransformError,
+                                    r"'~/Linear_0/__call__/w'.*mh\.lifted"):
+            mh.transform(f).init(0, jnp.ones((1, 2)))
+        # Pure code and another transform's apply under a raw JAX transform stay fine.
+        inner = mh.transform(lambda x: Linear(3)(x))
+        params = inner.init(0, jnp.ones((1, 2)))
+
+        def g(x):
+            return jax.jit(lambda y: inner.apply(params, None, jnp.tanh(y)))(x)
+
+        np.testing.assert_allclose(mh.transform(g).apply({}, None, jnp.ones((1, 2))),
+                                   jnp.tanh(jnp.ones((1, 2))) @ params["~/Linear_0/__call__/w"],
+                                   rtol=1e-6)
+
+    def test_exception_inside_f_leaves_nothing_behind(self):
+        def f(x):
+            class Boom(mh.Module):
+                def __call__(self, x):
+                    Linear(3)(x)
+                    raise RuntimeError("boom")
+            return Boom()(x)
+
+        for _ in range(2):
+            with self.assertRaisesRegex(RuntimeError, "boom"):
+                mh.transform(f).init(0, jnp.ones((1, 2)))
+            self.assertEqual(frame_lib.frames(), [])
+            self.assertFalse(mh.inside_transform())
+        params = mh.transform(lambda x: Linear(3)(x)).init(0, jnp.ones((1, 2)))
+        self.assertEqual(list(params), ["~/Linear_0/__call__/w"])
+
+
+if __name__ == "__main__":
+    absltest.main()

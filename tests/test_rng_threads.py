@@ -1,0 +1,111 @@
+"""PRNGSequence behaviour and thread safety of the frame stack."""
+
+import concurrent.futures
+import threading
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest
+
+import minihaiku as mh
+
+
+class PRNGSequenceTest(absltest.TestCase):
+
+    def test_keys_distinct_deterministic_and_seed_equals_key(self):
+        a = mh.PRNGSequence(0).take(40)
+        b = mh.PRNGSequence(jax.random.PRNGKey(0)).take(40)
+        self.assertLen({tuple(np.asarray(k)) for k in a}, 40)
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)
+        c = mh.PRNGSequence(1).take(1)[0]
+        self.assertFalse(np.array_equal(a[0], c))
+
+    def test_keys_are_valid_jax_keys_and_iterable(self):
+        seq = mh.PRNGSequence(jax.random.key(3))
+        k1, k2 = next(seq), next(iter(seq))
+        self.assertTrue(jax.dtypes.issubdtype(k1.dtype, jax.dtypes.prng_key))
+        self.assertFalse(np.array_equal(jax.random.key_data(k1), jax.random.key_data(k2)))
+        self.assertEqual(jax.random.normal(k1, (3,)).shape, (3,))
+
+    def test_keys_independent_of_block_boundaries(self):
+        # Drawing through several blocks must never repeat a key from an earlier block.
+        keys = mh.PRNGSequence(5).take(100)
+        self.assertLen({tuple(np.asarray(k)) for k in keys}, 100)
+
+    def test_bad_seed(self):
+        with self.assertRaisesRegex(mh.MiniHaikuError, "needs a key or an int seed"):
+            mh.PRNGSequence(None)
+        with self.assertRaisesRegex(mh.MiniHaikuError, "PRNG key"):
+            mh.PRNGSequence("seed")
+
+
+class Linear(mh.Module):
+
+    def __init__(self, size):
+        super().__init__()
+        self.size = size
+
+    def __call__(self, x):
+        w = mh.get_param("w", (x.shape[-1], self.size))
+        noise = jax.random.normal(mh.next_rng_key(), (self.size,))
+        return jnp.tanh(x @ w) + 0 * noise
+
+
+def _net(x):
+    for _ in range(4):
+        x = Linear(6)(x)
+    n = mh.get_state("n", (), jnp.int32, init=jnp.zeros)
+    mh.set_state("n", n + 1)
+    return x
+
+
+class ThreadsTest(absltest.TestCase):
+
+    def test_concurrent_init_apply_equals_serial(self):
+        init, apply = mh.transform_with_state(_net)
+        x = jnp.ones((2, 3))
+
+        def job(seed):
+            params, state = init(seed, x)
+            out, state = apply(params, state, seed, x)
+            return params, out, state
+
+        serial = [job(s) for s in range(8)]
+        barrier = threading.Barrier(4)
+
+        def threaded(seed):
+            barrier.wait() if seed < 4 else None
+            return job(seed)
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            parallel = list(pool.map(threaded, range(8)))
+        for (p1, o1, s1), (p2, o2, s2) in zip(serial, parallel):
+            self.assertEqual(list(p1), list(p2))
+            for k in p1:
+                np.testing.assert_array_equal(p1[k], p2[k])
+            np.testing.assert_array_equal(o1, o2)
+            self.assertEqual(int(s1["~/n"]), int(s2["~/n"]))
+
+    def test_frames_are_per_thread(self):
+        inside = threading.Event()
+        release = threading.Event()
+        seen = []
+
+        def f():
+            inside.set()
+            release.wait(10)
+            return 1
+
+        t = threading.Thread(target=lambda: mh.transform(f).apply({}, None))
+        t.start()
+        inside.wait(10)
+        seen.append(mh.inside_transform())
+        release.set()
+        t.join()
+        self.assertEqual(seen, [False])
+
+
+if __name__ == "__main__":
+    absltest.main()
