@@ -5,7 +5,7 @@
    layers, over the same without remat.
 2. layer_stack: compile time of ``jax.jit(apply)`` at 256 layers over 1 layer.
 
-Run from the repo root: ``PYTHONPATH=. python benchmarks/lifted_bench.py``.
+Run from the repo root: ``python -m benchmarks.lifted_bench``.
 """
 
 import time
