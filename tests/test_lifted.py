@@ -722,6 +722,25 @@ class EverythingTest(absltest.TestCase):
         self.assertEqual(tangent_out.shape, out.shape)
 
 
+    def test_disable_jit_gives_the_same_params_and_outputs(self):
+        # Under jax.disable_jit, lax.switch runs only the taken branch, and
+        # loops run in Python: module names and values must not change.
+        def g(x):
+            x = L.cond(jnp.sum(x) > 100, lambda x: Linear(3)(x), lambda x: 2 * Linear(3)(x), x)
+            return everything(Linear(3)(x))
+
+        init, apply = mh.transform_with_state(g)
+        params, state = init(0, X)
+        out, new_state = apply(params, state, 1, X)
+        with jax.disable_jit():
+            params_nojit, _ = init(0, X)
+            out_nojit, state_nojit = apply(params, state, 1, X)
+        self.assertEqual(list(params_nojit), list(params))
+        assert_close(params_nojit, params)
+        assert_close(out_nojit, out)
+        assert_close(state_nojit, new_state)
+
+
 class EagerCacheTest(absltest.TestCase):
 
     def test_eager_calls_reuse_the_compiled_computation_with_fresh_values(self):

@@ -63,10 +63,23 @@ def _branch(name, jax_name, index, branches, operands):
         state = outer.state
     params = outer.params
 
+    def count(i, state, key):
+        """Makes sure ``starts[i]`` is known, tracing earlier branches if needed.
+
+        ``jax.lax.switch`` traces every branch in order, except under
+        ``jax.disable_jit()``, where it runs only the taken one.
+        """
+        while len(starts) <= i:
+            j = len(starts) - 1
+            jax.eval_shape(lambda state, key, operands: lift.run(
+                branches[j], operands, {}, params, state, key, starts[j])[0],
+                state, key, operands)
+            starts.append(lift.end)
+
     def lifted_branch(i):
         def run(state, key, operands):
-            counters = starts[i] if i < len(starts) else lift.end
-            out, inner = lift.run(branches[i], operands, {}, params, state, key, counters)
+            count(i, state, key)
+            out, inner = lift.run(branches[i], operands, {}, params, state, key, starts[i])
             _frames.check_nothing_created(lift, inner, params, state)
             if len(starts) == i + 1:
                 starts.append(inner.counters)
@@ -77,5 +90,8 @@ def _branch(name, jax_name, index, branches, operands):
         lambda *args: jax.lax.switch(index, [lifted_branch(i) for i in range(len(branches))],
                                      *args),
         state, key, operands)
+    # Modules built after the branches are counted after all of them.
+    count(len(branches), state, key)
+    lift.end = starts[-1]
     lift.commit(state=state)
     return out
