@@ -723,11 +723,12 @@ class EverythingTest(absltest.TestCase):
 
 
     def test_disable_jit_gives_the_same_params_and_outputs(self):
-        # Under jax.disable_jit, lax.switch runs only the taken branch, and
-        # loops run in Python: module names and values must not change.
+        # Under jax.disable_jit, lax.switch runs only the taken branch: module
+        # names (of the branches and of what follows) must not change.
         def g(x):
             x = L.cond(jnp.sum(x) > 100, lambda x: Linear(3)(x), lambda x: 2 * Linear(3)(x), x)
-            return everything(Linear(3)(x))
+            x = L.switch(2, [lambda x: Linear(3)(x)] * 3, x)
+            return L.scan(lambda c, x: (Linear(3)(c), None), x, None, length=2)[0]
 
         init, apply = mh.transform_with_state(g)
         params, state = init(0, X)
