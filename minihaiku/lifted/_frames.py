@@ -6,7 +6,18 @@ inside the traced function (so ``check_trace`` sees the inner trace), runs the
 user's function there, and returns the new params and state as ordinary
 outputs of the JAX transform. Outside, :meth:`Lift.commit` writes them back
 into the outer frame. No value ever crosses the boundary any other way, so
-no tracer can leak.
+no tracer can leak::
+
+  outer frame (params, state, rng, scope, counters)
+     |  Lift(...)       check_trace; snapshot counters
+     |  draw_key()      one key from the outer rng
+     v
+  jax.lax.scan / cond / vmap / checkpoint ... ( state, key, args )  [params closed over]
+     |  Lift.run()      push Frame(params, state, PRNGSequence(key), scope, counters)
+     |                  f(*args): get_param / get_state / set_state / next_rng_key
+     |                  pop
+     v  returns         out, new params (init), new state, first values of new state
+  Lift.commit()         outer.params/state/initial_state/counters updated
 
 The inner frame starts from the outer frame's scope and a copy of its module
 counters, so modules built inside the body get the paths they would get if
