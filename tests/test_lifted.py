@@ -1,5 +1,7 @@
 """mh.lifted: each lifted transform against plain JAX with explicit params."""
 
+import concurrent.futures
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -767,6 +769,20 @@ class EagerCacheTest(absltest.TestCase):
         assert_close(apply(p2, None, xs, 0.5), ref(p2, 0.5))  # new params, same program
         self.assertEqual(len(_frames._COMPILED), cached)
         assert_close(apply(p2, None, xs, 2.0), ref(p2, 2.0))  # another literal
+
+
+    def test_threads_give_the_same_results_as_one_after_another(self):
+        def f(x):
+            x = L.scan(lambda c, _: (jnp.tanh(Linear(3)(c)), None), x, None, length=3)[0]
+            return L.cond(jnp.sum(x) > 0, lambda x: Linear(3)(x), lambda x: -x, x)
+
+        init, apply = mh.transform(f)
+        inputs = [X * i for i in range(6)]
+        params = init(0, X)
+        want = [apply(params, None, x) for x in inputs]
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            got = list(pool.map(lambda x: apply(params, None, x), inputs))
+        assert_close(got, want)
 
 
 class NestingTest(absltest.TestCase):
