@@ -7,6 +7,8 @@ and the naming scope of the module method running. The stack is thread-local,
 so transforms running in different threads never see each other's frames.
 """
 
+import os
+import sys
 import threading
 from typing import Any, Optional
 
@@ -75,15 +77,56 @@ def current_frame(caller: str) -> Frame:
 def check_trace(frame: Frame, caller: str, path: str) -> None:
     """Refuses a raw JAX transform between ``frame``'s push and this call."""
     if get_opaque_trace_state() != frame.trace:
+        raw, fix = _raw_transform()
         raise errors.UnliftedTransformError(
-            f"{caller} for '{path}' was called inside a raw JAX transform "
-            "(jax.jit, jax.vmap, jax.grad, jax.checkpoint, jax.lax.scan, "
-            "jax.lax.cond, ...) that sits inside the transformed function. "
-            "Params, state and rng keys would leak out of it as tracers. Fix: "
-            "use the lifted version from mh.lifted (mh.lifted.scan, remat, "
-            "vmap, cond, switch, fori_loop, while_loop, layer_stack), or "
-            "apply the JAX transform to the whole init/apply instead "
-            "(e.g. jax.jit(apply)).")
+            f"{caller} for '{path}' was called inside {raw}, a raw JAX "
+            "transform that sits inside the transformed function. Params, "
+            f"state and rng keys would leak out of it as tracers. Fix: {fix}")
+
+
+# The code name of a JAX entry point (in jax/_src) -> (what the user called,
+# the fix). Only read when raising, so its cost never matters.
+_RAW = {code: (name, f"use mh.lifted.{lifted} instead of {name}.")
+        for code, name, lifted in [
+            ("vmap_f", "jax.vmap", "vmap"), ("scan", "jax.lax.scan", "scan"),
+            ("fori_loop", "jax.lax.fori_loop", "fori_loop"),
+            ("while_loop", "jax.lax.while_loop", "while_loop"),
+            ("cond", "jax.lax.cond", "cond"), ("switch", "jax.lax.switch", "switch"),
+            ("fun_remat", "jax.checkpoint", "remat")]}
+_RAW["cache_miss"] = ("jax.jit", "drop the inner jax.jit and jit the whole "
+                      "init/apply instead, e.g. jax.jit(apply) (mh.lifted has "
+                      "no jit: a jit inside a jit adds nothing).")
+for _code in ("grad_f", "value_and_grad_f", "vjp", "jvp", "linearize", "jacfun",
+              "jacrev", "jacfwd", "hessian"):
+    _RAW[_code] = ("a JAX autodiff transform (jax.grad, jax.vjp, ...)",
+                   "differentiate the whole apply instead, e.g. jax.grad(lambda "
+                   "params: loss(apply(params, rng, x)))(params) (mh.lifted "
+                   "has no grad).")
+_UNKNOWN_RAW = (
+    "a JAX transform (jax.jit, jax.vmap, jax.grad, jax.checkpoint, "
+    "jax.lax.scan, jax.lax.cond, ...)",
+    "use the lifted version from mh.lifted (scan, remat, vmap, cond, switch, "
+    "fori_loop, while_loop, layer_stack), or apply the JAX transform to the "
+    "whole init/apply instead (e.g. jax.jit(apply)).")
+
+
+def _raw_transform() -> tuple:
+    """Names the raw JAX transform the caller is in, from the Python stack.
+
+    Takes the outermost known entry point of the innermost run of JAX frames
+    (``fori_loop``, not the ``scan`` it calls); unknown ones get a generic
+    message, so a renamed JAX internal only makes the message vaguer.
+    """
+    found = None
+    f = sys._getframe(2)
+    while f is not None:
+        in_jax = f"{os.sep}jax{os.sep}" in f.f_code.co_filename
+        if in_jax and f.f_code.co_name in _RAW:
+            found = _RAW[f.f_code.co_name]
+        elif not in_jax and found is not None:
+            return found
+        f = f.f_back
+    return found or _UNKNOWN_RAW
 
 
 def push(frame: Frame) -> None:

@@ -57,8 +57,8 @@ class PRNGSequence(Iterator[jax.Array]):
             raise errors.MiniHaikuError(
                 "PRNGSequence needs a key or an int seed, got None.")
         self._key = as_key(key_or_seed, "PRNGSequence's seed")
-        self._block = None
-        self._used = _BLOCK
+        self._block: list = []
+        self._used = 0
 
     def reserve(self, n: int) -> None:
         """Splits off a fresh block of ``n`` keys (done automatically)."""
@@ -70,13 +70,33 @@ class PRNGSequence(Iterator[jax.Array]):
         self._used = 0
 
     def __next__(self) -> jax.Array:
-        if self._used >= _BLOCK:
+        if self._used >= len(self._block):
             self.reserve(_BLOCK)
         key = self._block[self._used]
         self._used += 1
         return key
 
     next = __next__
+
+    def snapshot(self) -> tuple:
+        """``(key, pending keys)``: the arrays that fix every future draw.
+
+        Lets a lifted transform carry the sequence across a JAX boundary as
+        plain arrays, so the keys drawn inside are the ones drawn without it.
+        """
+        return self._key, tuple(self._block[self._used:])
+
+    def restore(self, snapshot: tuple) -> None:
+        """Continues from a :meth:`snapshot` (possibly one taken elsewhere)."""
+        self._key, pending = snapshot
+        self._block, self._used = list(pending), 0
+
+    @classmethod
+    def from_snapshot(cls, snapshot: tuple) -> "PRNGSequence":
+        """A sequence that continues from ``snapshot``."""
+        seq = cls.__new__(cls)
+        seq.restore(snapshot)
+        return seq
 
     def take(self, n: int) -> tuple:
         """The next ``n`` keys as a tuple."""

@@ -141,7 +141,7 @@ class ErrorsTest(absltest.TestCase):
             return jax.jit(lambda y: Linear(3)(y))(x)
 
         with self.assertRaisesRegex(mh.UnliftedTransformError,
-                                    r"'~/Linear_0/__call__/w'.*mh\.lifted"):
+                                    r"'~/Linear_0/__call__/w'.*inside jax\.jit.*jax\.jit\(apply\)"):
             mh.transform(f).init(0, jnp.ones((1, 2)))
         # Pure code and another transform's apply under a raw JAX transform stay fine.
         inner = mh.transform(lambda x: Linear(3)(x))

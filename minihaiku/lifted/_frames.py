@@ -79,17 +79,19 @@ class Lift:
         return None if rng is None else next(rng)
 
     @contextlib.contextmanager
-    def frame(self, params: Mapping, state: Mapping, key: Optional[jax.Array],
+    def frame(self, params: Mapping, state: Mapping, key,
               counters: Optional[dict] = None) -> Iterator[frame_lib.Frame]:
         """Pushes an inner frame for one run (or trace) of the body.
 
         ``params`` and ``state`` are copied, so the body never mutates what it
-        was given. Must be entered inside the JAX transform being lifted.
+        was given. ``key`` is a key, a ready ``PRNGSequence`` or ``None``.
+        Must be entered inside the JAX transform being lifted.
         """
         outer = self.outer
+        if key is not None and not isinstance(key, rng_lib.PRNGSequence):
+            key = rng_lib.PRNGSequence(key)
         inner = frame_lib.Frame(
-            dict(params), dict(state),
-            None if key is None else rng_lib.PRNGSequence(key),
+            dict(params), dict(state), key,
             outer.is_init, outer.allow_state, outer.scope,
             dict(self.start if counters is None else counters))
         frame_lib.push(inner)

@@ -5,6 +5,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import jax
 
+from minihaiku import rng as rng_lib
 from minihaiku.lifted import _frames
 
 
@@ -14,8 +15,9 @@ def remat(f: Callable[..., Any], *, policy: Optional[Callable[..., bool]] = None
     """``jax.checkpoint`` of ``f``, which may use params, state and keys.
 
     The backward pass recomputes ``f``'s intermediate values instead of
-    storing them: same values and gradients, fewer saved residuals. Params
-    created by ``f`` during init get the paths they would get without remat.
+    storing them: same values and gradients, fewer saved residuals. During
+    init ``f`` simply runs (nothing is differentiated there), so ``remat(f)``
+    creates exactly the params ``f`` would: same paths, same values.
 
     Args:
       f: the function to rematerialise.
@@ -40,20 +42,31 @@ def remat(f: Callable[..., Any], *, policy: Optional[Callable[..., bool]] = None
     def rematted(*args, **kwargs):
         lift = _frames.Lift("mh.lifted.remat", "jax.checkpoint")
         outer = lift.outer
+        if outer.is_init:
+            # Checkpointing only matters for a backward pass; running f in
+            # the outer frame keeps remat(f)'s init identical to f's.
+            return f(*args, **kwargs)
         static = {i % len(args): args[i] for i in statics if -len(args) <= i < len(args)}
         dynamic = [a for i, a in enumerate(args) if i not in static]
 
-        def body(state, key, dynamic):
+        # The outer key sequence goes in and comes back out as arrays, so f
+        # draws exactly the keys it would draw without remat.
+        seq = outer.rng
+
+        def body(state, snapshot, dynamic):
             it = iter(dynamic)
             full = [static[i] if i in static else next(it) for i in range(len(args))]
-            out, inner = lift.run(f, full, kwargs, outer.params, state, key)
-            new_params = _frames.created(inner.params, outer.params)
-            return out, new_params, inner.state, _frames.created(inner.initial_state)
+            inner_seq = None if snapshot is None else rng_lib.PRNGSequence.from_snapshot(snapshot)
+            out, inner = lift.run(f, full, kwargs, outer.params, state, inner_seq)
+            return (out, inner.state, _frames.created(inner.initial_state),
+                    None if inner_seq is None else inner_seq.snapshot())
 
         checkpointed = jax.checkpoint(body, prevent_cse=prevent_cse, policy=policy)
-        out, params, state, initial_state = _frames.call(
-            checkpointed, outer.state, lift.draw_key(), dynamic)
-        lift.commit(params, state, initial_state)
+        out, state, initial_state, snapshot = _frames.call(
+            checkpointed, outer.state, None if seq is None else seq.snapshot(), dynamic)
+        if seq is not None:
+            seq.restore(snapshot)
+        lift.commit((), state, initial_state)
         return out
 
     return rematted
