@@ -16,7 +16,7 @@ import sys
 import tempfile
 import textwrap
 
-from absl.testing import absltest
+from absl.testing import absltest, parameterized
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -182,22 +182,23 @@ def _expected_outputs(block: str) -> list:
     return expected
 
 
-class TutorialTest(absltest.TestCase):
+class DocsTest(parameterized.TestCase):
 
-    def test_code_blocks_run_and_print_what_their_comments_say(self):
-        text = (_ROOT / "docs" / "tutorial.md").read_text()
+    @parameterized.parameters(("docs/tutorial.md", 10, 15), ("README.md", 2, 2))
+    def test_code_blocks_run_and_print_what_their_comments_say(self, doc, blocks_, checks):
+        text = (_ROOT / doc).read_text()
         blocks = re.findall(r"```python\n(.*?)```", text, re.S)
-        self.assertGreater(len(blocks), 10)
+        self.assertGreater(len(blocks), blocks_)
         namespace, checked = {}, 0
         for i, block in enumerate(blocks):
             out = io.StringIO()
             with contextlib.redirect_stdout(out):
-                exec(compile(block, f"docs/tutorial.md block {i}", "exec"), namespace)
+                exec(compile(block, f"{doc} block {i}", "exec"), namespace)
             printed = " ".join(out.getvalue().split())
             for expected in _expected_outputs(block):
                 self.assertIn(" ".join(expected.split()), printed, f"block {i}:\n{block}")
                 checked += 1
-        self.assertGreater(checked, 15)
+        self.assertGreaterEqual(checked, checks)
 
 
 if __name__ == "__main__":
