@@ -31,18 +31,25 @@ def _stack_compile_seconds(layers: int, unrolled: bool = False) -> float:
 
 
 def _layer_stack(rows: list) -> None:
-    one = min(_stack_compile_seconds(1) for _ in range(2))
-    many = min(_stack_compile_seconds(256) for _ in range(2))
+    # Fresh functions each time, so no JAX cache answers; best of 3. One layer
+    # is a one-step loop XLA removes, so 2 layers shows the flat part too.
+    one, two, many = (min(_stack_compile_seconds(n) for _ in range(3)) for n in (1, 2, 256))
     unrolled = _stack_compile_seconds(256, unrolled=True)
     rows.append(("compile layer_stack of residual blocks", "256 layers / 1 layer", many / one,
-                 "<= 2.0", f"{one:.2f} s vs {many:.2f} s; 256 unrolled {unrolled:.1f} s "
-                 f"({unrolled / one:.0f}x)"))
+                 "<= 2.0", f"1: {one:.2f} s, 2: {two:.2f} s, 256: {many:.2f} s; "
+                 f"256 unrolled {unrolled:.1f} s ({unrolled / one:.0f}x)"))
 
 
-def residual_bytes(f, *args) -> int:
-    """Bytes ``jax.vjp`` keeps to run the backward pass of ``f`` at ``args``."""
-    _, vjp_fn = jax.vjp(f, *args)
-    return sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(vjp_fn))
+def residual_bytes(f, params) -> tuple:
+    """Bytes ``jax.vjp`` keeps for the backward pass of ``f`` at ``params``.
+
+    Returns all of them, and those that are not ``params`` themselves.
+    """
+    _, vjp_fn = jax.vjp(f, params)
+    leaves = jax.tree_util.tree_leaves(vjp_fn)
+    inputs = {id(v) for v in jax.tree_util.tree_leaves(params)}
+    total = sum(leaf.nbytes for leaf in leaves)
+    return total, total - sum(leaf.nbytes for leaf in leaves if id(leaf) in inputs)
 
 
 def _remat(rows: list) -> None:
@@ -61,11 +68,12 @@ def _remat(rows: list) -> None:
     plain, remat = net(False), net(True)
     params = plain.init(0, x)
     loss = lambda t: lambda p: jnp.sum(t.apply(p, x))  # noqa: E731
-    without = residual_bytes(loss(plain), params)
-    with_remat = residual_bytes(loss(remat), params)
+    (without, acts_without), (with_remat, acts_with) = (
+        residual_bytes(loss(plain), params), residual_bytes(loss(remat), params))
     rows.append(("remat around 4 blocks of 4 tanh(Linear(256)), batch 1024",
                  "residual bytes with / without", with_remat / without, "<= 0.5",
-                 f"{with_remat / 2**20:.1f} MiB vs {without / 2**20:.1f} MiB"))
+                 f"{with_remat / 2**20:.1f} MiB vs {without / 2**20:.1f} MiB; without the "
+                 f"params themselves {acts_with / acts_without:.3f}"))
 
 
 def _lstm(rows: list) -> None:
