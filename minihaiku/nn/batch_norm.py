@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 
 from minihaiku import errors
-from minihaiku import params as params_lib
 from minihaiku import state as state_lib
 from minihaiku.module import Module
+from minihaiku.nn import _normalize
 from minihaiku.params import Initializer
 
 
@@ -53,18 +53,13 @@ class BatchNorm(Module):
             raise errors.MiniHaikuError(
                 f"BatchNorm at '{self.module_path}' got decay_rate={decay_rate!r}; "
                 "it must be in [0, 1). Fix: pass e.g. decay_rate=0.9.")
-        if (scale_init is not None and not create_scale) or (
-                offset_init is not None and not create_offset):
-            raise errors.MiniHaikuError(
-                f"BatchNorm at '{self.module_path}' got an initializer for a "
-                "param it does not create. Fix: drop scale_init/offset_init "
-                "or set create_scale/create_offset=True.")
         self.decay_rate = decay_rate
         self.eps = eps
         self.create_scale = create_scale
         self.create_offset = create_offset
-        self.scale_init = scale_init or jax.nn.initializers.ones
-        self.offset_init = offset_init or jax.nn.initializers.zeros
+        self.scale_init, self.offset_init = _normalize.scale_offset_inits(
+            f"BatchNorm at '{self.module_path}'", create_scale, create_offset,
+            scale_init, offset_init)
 
     def __call__(self, x: jax.Array, is_training: bool) -> jax.Array:
         """Normalises ``x`` of shape ``[batch, ..., channels]``.
@@ -99,13 +94,7 @@ class BatchNorm(Module):
             self._update(stats, mean, var)
         else:
             mean, var = stats["moving_mean"], stats["moving_var"]
-        inv = jax.lax.rsqrt(var + jnp.asarray(self.eps, var.dtype))
-        if self.create_scale:
-            inv = params_lib.get_param("scale", shape, dtype, self.scale_init) * inv
-        out = (x - mean) * inv
-        if self.create_offset:
-            out = out + params_lib.get_param("offset", shape, dtype, self.offset_init)
-        return out
+        return _normalize.normalize(self, x, mean, var, shape, dtype)
 
     def _statistics(self, shape, dtype, where: str) -> dict:
         # Read every entry, training or not, so that init creates all of them.

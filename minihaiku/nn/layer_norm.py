@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 
 from minihaiku import errors
-from minihaiku import params as params_lib
 from minihaiku.module import Module
+from minihaiku.nn import _normalize
 from minihaiku.params import Initializer
 
 Axes = Union[int, Sequence[int], slice]
@@ -56,18 +56,13 @@ class LayerNorm(Module):
           name: module name, default ``LayerNorm``.
         """
         super().__init__(name=name)
-        if (scale_init is not None and not create_scale) or (
-                offset_init is not None and not create_offset):
-            raise errors.MiniHaikuError(
-                f"LayerNorm at '{self.module_path}' got an initializer for a "
-                "param it does not create. Fix: drop scale_init/offset_init "
-                "or set create_scale/create_offset=True.")
         self.axis = axis
         self.create_scale = create_scale
         self.create_offset = create_offset
         self.eps = eps
-        self.scale_init = scale_init or jax.nn.initializers.ones
-        self.offset_init = offset_init or jax.nn.initializers.zeros
+        self.scale_init, self.offset_init = _normalize.scale_offset_inits(
+            f"LayerNorm at '{self.module_path}'", create_scale, create_offset,
+            scale_init, offset_init)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Returns ``x`` normalised, same shape and dtype."""
@@ -79,11 +74,4 @@ class LayerNorm(Module):
         axes = _abs_axes(self.axis, x.ndim, f"LayerNorm at '{self.module_path}'")
         mean = jnp.mean(x, axis=axes, keepdims=True)
         var = jnp.var(x, axis=axes, keepdims=True)
-        inv = jax.lax.rsqrt(var + jnp.asarray(self.eps, var.dtype))
-        shape = (x.shape[-1],)
-        if self.create_scale:
-            inv = params_lib.get_param("scale", shape, x.dtype, self.scale_init) * inv
-        out = inv * (x - mean)
-        if self.create_offset:
-            out = out + params_lib.get_param("offset", shape, x.dtype, self.offset_init)
-        return out
+        return _normalize.normalize(self, x, mean, var, (x.shape[-1],), x.dtype)
