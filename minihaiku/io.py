@@ -21,6 +21,10 @@ import numpy as np
 
 from minihaiku import errors
 
+# The process umask, read once (reading it means setting it).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 _HEADER = "__minihaiku__"
 _FORMAT = "minihaiku.io"
 _VERSION = 1
@@ -62,7 +66,7 @@ def save(path: str, tree: Mapping[str, Any]) -> None:
             f.flush()
             os.fsync(f.fileno())
         # mkstemp makes the file private; give it the mode a plain open() would.
-        os.chmod(tmp, os.stat(path).st_mode if os.path.exists(path) else 0o644)
+        os.chmod(tmp, os.stat(path).st_mode if os.path.exists(path) else 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         # Whatever failed, the target is untouched and no temporary file stays.

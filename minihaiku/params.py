@@ -94,6 +94,7 @@ def get_param(name: str, shape: Sequence[int], dtype: Any = jnp.float32,
             "Params can only be created in init: run init with the same "
             "function and inputs, and pass its params to apply."))
     frame_lib.check_trace(frame, "mh.get_param", path)
+    check_name("param", name, path)
     value = _create(frame, path, init or _standard_normal, shape, dtype)
     check_value("The initializer of param", path, value, shape, dtype,
                 "Fix the initializer to return the shape and dtype asked.")
@@ -108,8 +109,19 @@ def _create(frame, path, init, shape, dtype):
     # still work; only one that really uses its key is an error.
     try:
         return init(None, shape, dtype)
-    except Exception as e:  # Any failure here means it needed its key.
-        raise rng_lib.no_rng_error(f"Creating param '{path}'") from e
+    except Exception as e:  # Most likely it needed its key; say what failed.
+        raise rng_lib.no_rng_error(
+            f"Creating param '{path}' (its initializer failed with key=None: "
+            f"{type(e).__name__}: {e})") from e
+
+
+def check_name(kind: str, name: str, path: str) -> None:
+    """Refuses a param/state name that would alias another scope's path."""
+    if not isinstance(name, str) or not name or "/" in name:
+        raise errors.MiniHaikuError(
+            f"The {kind} name {name!r} (path '{path}') is invalid: it must be a "
+            "non-empty string without '/', or it could alias another module's "
+            f"{kind}. Fix: use a plain name like 'w'; modules give the scope.")
 
 
 def _missing_message(kind: str, path: str, shape, known, fix: str) -> str:

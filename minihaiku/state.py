@@ -56,6 +56,7 @@ def get_state(name: str, shape: Optional[Sequence[int]] = None,
                 f"{'init' if init is None else 'shape'} to create it. Fix: "
                 "call e.g. mh.get_state(name, shape, dtype, init=jnp.zeros), "
                 "or mh.set_state(name, value) first.")
+        params_lib.check_name("state", name, path)
         value = init(shape, dtype)
         params_lib.check_value("The initializer of state", path, value, shape,
                                dtype, "Fix the initializer.")
@@ -85,8 +86,10 @@ def set_state(name: str, value: Any) -> None:
                 "state", path, value.shape, frame.state,
                 "State can only be created in init: pass init's state to "
                 "apply."))
+        params_lib.check_name("state", name, path)
         frame.initial_state[path] = value
-    elif not frame.is_init:
+    else:
+        # Checked in init too, so a change apply would refuse fails at once.
         params_lib.check_value(
             "State", path, value, old.shape, old.dtype,
             f"set_state must keep the stored shape {tuple(old.shape)} and dtype "

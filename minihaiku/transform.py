@@ -44,7 +44,8 @@ def _run(f, args, kwargs, params, state, rng, is_init, allow_state):
 def _sequence(rng):
     if rng is None:
         return None
-    return rng_lib.PRNGSequence(rng_lib.as_key(rng))
+    # One conversion; PRNGSequence(rng) would convert again and name itself.
+    return rng_lib.PRNGSequence.from_snapshot((rng_lib.as_key(rng), ()))
 
 
 def _wraps(f):

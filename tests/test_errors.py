@@ -107,15 +107,16 @@ class ErrorsTest(absltest.TestCase):
         with self.assertRaisesRegex(mh.MissingParamError, "State '~/s'.*created in init"):
             apply(params, {}, None)
 
-    def test_set_state_must_keep_shape_in_apply(self):
+    def test_set_state_must_keep_shape(self):
         def f():
             s = mh.get_state("s", (2,), init=jnp.zeros)
             mh.set_state("s", jnp.concatenate([s, s]))
 
         init, apply = mh.transform_with_state(f)
-        params, state = init(None)
         with self.assertRaisesRegex(mh.MismatchError, r"'~/s' has shape \(4,\).*\(2,\)"):
-            apply(params, state, None)
+            init(None)
+        with self.assertRaisesRegex(mh.MismatchError, r"'~/s' has shape \(4,\).*\(2,\)"):
+            apply({}, {"~/s": jnp.zeros(2)}, None)
 
     def test_get_state_without_initializer(self):
         with self.assertRaisesRegex(mh.MiniHaikuError, "'~/s' does not exist yet"):
@@ -131,6 +132,27 @@ class ErrorsTest(absltest.TestCase):
 
         with self.assertRaisesRegex(mh.MiniHaikuError, r"must call super\(\).__init__"):
             mh.transform(lambda x: Bad()(x)).init(None, 1.0)
+
+    def test_no_rng_error_says_what_the_initializer_raised(self):
+        def f():
+            return mh.get_param("w", (3,), init=jax.nn.initializers.orthogonal())
+
+        with self.assertRaisesRegex(mh.NoRngError, r"'~/w'.*failed with key=None: \w+Error"):
+            mh.transform(f).init(None)
+
+    def test_names_with_a_slash_are_refused(self):
+        with self.assertRaisesRegex(mh.MiniHaikuError, "'Linear_0/w'.*without '/'"):
+            mh.transform(lambda: mh.get_param("Linear_0/w", (1,))).init(0)
+        with self.assertRaisesRegex(mh.MiniHaikuError, "'a/b'.*without '/'"):
+            mh.transform_with_state(lambda: mh.set_state("a/b", 1)).init(None)
+
+    def test_set_state_keeps_dtype_in_init_too(self):
+        def f():
+            n = mh.get_state("n", (), jnp.int32, init=jnp.zeros)
+            mh.set_state("n", n + 0.5)
+
+        with self.assertRaisesRegex(mh.MismatchError, "'~/n' has dtype float32 but dtype int32"):
+            mh.transform_with_state(f).init(None)
 
     def test_bad_module_name(self):
         with self.assertRaisesRegex(mh.MiniHaikuError, "'a/b'.*without '/'"):
