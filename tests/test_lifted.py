@@ -791,6 +791,16 @@ class EagerCacheTest(absltest.TestCase):
         self.assertEqual(len(_frames._COMPILED), cached)
         assert_close(apply(p2, None, xs, 2.0), ref(p2, 2.0))  # another literal
 
+    def test_constants_of_a_nested_jit_are_never_baked_in(self):
+        def model(table):
+            add_table = jax.jit(lambda h: h + table)  # its constant prints as a type only
+            return mh.transform(
+                lambda x: L.scan(lambda c, _: (add_table(c), None), x, None, length=1)[0])
+
+        for table in (jnp.array([1., 2., 3.]), jnp.array([100., 200., 300.])):
+            t = model(table)
+            assert_close(t.apply({}, None, jnp.zeros(3)), table)
+            assert_close(jax.jit(t.apply)({}, None, jnp.zeros(3)), table)
 
     def test_threads_give_the_same_results_as_one_after_another(self):
         def f(x):
@@ -804,6 +814,40 @@ class EagerCacheTest(absltest.TestCase):
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
             got = list(pool.map(lambda x: apply(params, None, x), inputs))
         assert_close(got, want)
+
+
+class ReviewRegressionTest(absltest.TestCase):
+
+    def test_read_only_params_mapping_works_with_lifted_ops(self):
+        import types
+
+        f = mh.transform(lambda x: L.scan(lambda c, _: (Linear(3)(c), None), x, None,
+                                          length=2)[0])
+        params = f.init(0, X)
+        assert_close(f.apply(types.MappingProxyType(params), None, X), f.apply(params, None, X))
+
+    def test_cond_branches_see_state_created_by_earlier_branches(self):
+        def a(x):
+            mh.set_state("s", jnp.sum(x))
+            return x
+
+        def b(x):
+            return x + mh.get_state("s")
+
+        init, apply = mh.transform_with_state(lambda x: L.cond(jnp.sum(x) > 0, a, b, x))
+        params, state = init(0, X)
+        self.assertEqual(list(state), ["~/s"])
+        out, _ = apply(params, {"~/s": jnp.asarray(5.0)}, None, -X)
+        assert_close(out, -X + 5.0)
+
+    def test_while_cond_fun_drawing_a_key_is_a_clear_error(self):
+        def f(x):
+            return L.while_loop(
+                lambda c: c < jax.random.uniform(mh.next_rng_key()) + 2,
+                lambda c: c + 1.0, x)
+
+        with self.assertRaisesRegex(mh.MiniHaikuError, "cond_fun drew a random key"):
+            mh.transform(f).apply({}, 0, 0.0)
 
 
 class NestingTest(absltest.TestCase):

@@ -84,11 +84,12 @@ class Lift:
         """Pushes an inner frame for one run (or trace) of the body.
 
         ``params`` and ``state`` are copied, so the body never mutates what it
-        was given. ``key`` is a key, a ready ``PRNGSequence`` or ``None``.
+        was given. ``key`` is a key, a ready sequence (anything ``next``
+        draws keys from) or ``None``.
         Must be entered inside the JAX transform being lifted.
         """
         outer = self.outer
-        if key is not None and not isinstance(key, rng_lib.PRNGSequence):
+        if isinstance(key, jax.Array):
             key = rng_lib.PRNGSequence(key)
         inner = frame_lib.Frame(
             dict(params), dict(state), key,
@@ -109,6 +110,38 @@ class Lift:
             out = fn(*args, **kwargs)
         return out, inner
 
+    def start_state(self, key: Optional[jax.Array], run: Callable[[], object],
+                    state: Optional[Mapping] = None,
+                    counters: Optional[dict] = None) -> dict:
+        """The state a lifted op starts from; in init, first runs the body once.
+
+        During init, ``run()`` is called in an inner frame outside the JAX
+        transform, so the params and state it creates are real values; they
+        are committed to the outer frame. Returns ``state`` (default: the
+        outer state) plus the state created.
+        """
+        outer = self.outer
+        state = outer.state if state is None else state
+        if not outer.is_init:
+            return state
+        with self.frame(outer.params, state, key, counters) as inner:
+            run()
+        self.commit(created(inner.params, outer.params), {}, inner.initial_state)
+        return {**state, **inner.initial_state}
+
+    def step(self, fn: Callable, args: tuple, params: Mapping, state: Mapping,
+             key: Optional[jax.Array]) -> tuple:
+        """One loop step of ``fn(*args)``; returns ``(out, state, carried key)``.
+
+        The step draws from its own key split off the carried one, may not
+        create params or state, and must keep every state entry's type.
+        """
+        key, step_key = stepped(key)
+        out, inner = self.run(fn, args, {}, params, state, step_key)
+        check_nothing_created(self, inner, params, state)
+        check_state_kept(self, state, inner.state)
+        return out, inner.state, key
+
     def commit(self, params: Mapping = (), state: Mapping = (),
                initial_state: Mapping = ()) -> None:
         """Writes a lifted call's results back into the outer frame.
@@ -119,8 +152,10 @@ class Lift:
           initial_state: state entries created inside, as first created.
         """
         outer = self.outer
-        outer.params.update(params)
-        outer.state.update(state)
+        if params:  # apply's params may be any read-only Mapping
+            outer.params.update(params)
+        if state:
+            outer.state.update(state)
         for path, value in dict(initial_state).items():
             outer.initial_state.setdefault(path, value)
         if self.end is not None:
@@ -192,7 +227,8 @@ def call(fn: Callable, *args):
     running it. So here it is traced to a jaxpr, and the executable compiled
     for the first jaxpr printing the same (same primitives, shapes and
     literals: the same computation, since every array it closes over is
-    passed in as an argument) is reused.
+    passed in as an argument) is reused. A jaxpr whose text does not pin
+    down its computation (see ``_shareable``) is never shared.
     """
     if jax.config.jax_disable_jit or not _eager():
         return fn(*args)
@@ -210,8 +246,7 @@ def call(fn: Callable, *args):
     flat_args = [leaves[i] for i in where]
     closed, out_shape = jax.make_jaxpr(traced, return_shape=True)(*flat_args)
     key = str(closed.jaxpr)
-    if closed.effects or "callback" in key or " at 0x" in key:
-        # Printing may not tell two such computations apart: don't share.
+    if not _shareable(closed, key):
         flat_out = jax_core.jaxpr_as_fun(closed)(*flat_args)
     else:
         with _COMPILED_LOCK:
@@ -221,6 +256,31 @@ def call(fn: Callable, *args):
                 _COMPILED.popitem(last=False)
         flat_out = run(closed.consts, flat_args)
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), flat_out)
+
+
+def _shareable(closed, text: str) -> bool:
+    """Whether ``text`` alone pins down what ``closed`` computes.
+
+    The top-level consts are passed in at every call, but constants of a
+    nested closed jaxpr (e.g. of a ``jax.jit`` inside the body) print only as
+    their type, and effects, callbacks or objects print as names or
+    addresses: printing could not tell two such computations apart.
+    """
+    if closed.effects or "callback" in text or " at 0x" in text:
+        return False
+    return not _nested_consts(closed.jaxpr)
+
+
+def _nested_consts(jaxpr) -> bool:
+    for eqn in jaxpr.eqns:
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (tuple, list)) else (param,):
+                if isinstance(sub, jax_core.ClosedJaxpr):
+                    if sub.consts or _nested_consts(sub.jaxpr):
+                        return True
+                elif isinstance(sub, jax_core.Jaxpr) and _nested_consts(sub):
+                    return True
+    return False
 
 
 def _eval(jaxpr, consts, flat_args):

@@ -46,21 +46,15 @@ def _branch(name, jax_name, index, branches, operands):
     # and in apply alike; jax.lax.switch traces its branches in order.
     starts = [lift.start]
     init_key, key = _frames.stepped(lift.draw_key())
+    state = outer.state
     if outer.is_init:
         init_keys = [None] * len(branches) if init_key is None else jax.random.split(
             init_key, len(branches))
-        created_state = {}
         for branch, branch_key in zip(branches, init_keys):
-            _, inner = lift.run(branch, operands, {}, outer.params, outer.state, branch_key,
-                                counters=starts[-1])
-            lift.commit(_frames.created(inner.params, outer.params), {},
-                        inner.initial_state)
-            starts.append(inner.counters)
-            for path, value in inner.initial_state.items():
-                created_state.setdefault(path, value)
-        state = {**outer.state, **created_state}
-    else:
-        state = outer.state
+            # Each branch sees the params and state the earlier ones created.
+            state = lift.start_state(branch_key, lambda: branch(*operands), state,
+                                     counters=starts[-1])
+            starts.append(lift.end)
     params = outer.params
 
     def count(i, state, key):

@@ -25,16 +25,12 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any],
     """
     lift = _frames.Lift("mh.lifted.fori_loop", "jax.lax.fori_loop")
     init_key, key = _frames.stepped(lift.draw_key())
-    state = _init_pass(lift, init_key, lambda: body_fun(jnp.asarray(lower), init_val))
+    state = lift.start_state(init_key, lambda: body_fun(jnp.asarray(lower), init_val))
     params = lift.outer.params
 
     def step(i, carry):
         val, state, key = carry
-        key, step_key = _frames.stepped(key)
-        val, inner = lift.run(body_fun, (i, val), {}, params, state, step_key)
-        _frames.check_nothing_created(lift, inner, params, state)
-        _frames.check_state_kept(lift, state, inner.state)
-        return val, inner.state, key
+        return lift.step(body_fun, (i, val), params, state, key)
 
     # Bounds stay closed over: Python ints keep fori_loop reverse-differentiable.
     val, state, _ = _frames.call(lambda carry: jax.lax.fori_loop(lower, upper, step, carry),
@@ -67,12 +63,12 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
         return body_fun(init_val)
 
     init_key, key = _frames.stepped(lift.draw_key())
-    state = _init_pass(lift, init_key, init_run)
+    state = lift.start_state(init_key, init_run)
     params = lift.outer.params
 
     def cond(carry):
         val, state, _ = carry
-        pred, inner = lift.run(cond_fun, (val,), {}, params, state, None)
+        pred, inner = lift.run(cond_fun, (val,), {}, params, state, _NO_KEYS)
         _frames.check_nothing_created(lift, inner, params, state)
         changed = [p for p, v in inner.state.items() if v is not state[p]]
         if changed:
@@ -83,11 +79,7 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
 
     def body(carry):
         val, state, key = carry
-        key, step_key = _frames.stepped(key)
-        val, inner = lift.run(body_fun, (val,), {}, params, state, step_key)
-        _frames.check_nothing_created(lift, inner, params, state)
-        _frames.check_state_kept(lift, state, inner.state)
-        return val, inner.state, key
+        return lift.step(body_fun, (val,), params, state, key)
 
     val, state, _ = _frames.call(lambda carry: jax.lax.while_loop(cond, body, carry),
                                  (init_val, state, key))
@@ -95,12 +87,13 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
     return val
 
 
-def _init_pass(lift: _frames.Lift, key, run: Callable[[], Any]) -> dict:
-    """In init, runs the body once to create params and state; returns the loop's start state."""
-    outer = lift.outer
-    if not outer.is_init:
-        return outer.state
-    with lift.frame(outer.params, outer.state, key) as inner:
-        run()
-    lift.commit(_frames.created(inner.params, outer.params), {}, inner.initial_state)
-    return {**outer.state, **inner.initial_state}
+class _NoKeys:
+    """The key sequence of ``cond_fun``: drawing from it is an error."""
+
+    def __next__(self):
+        raise errors.MiniHaikuError(
+            "mh.lifted.while_loop: cond_fun drew a random key; only body_fun may "
+            "draw keys. Fix: move the mh.next_rng_key call into body_fun.")
+
+
+_NO_KEYS = _NoKeys()

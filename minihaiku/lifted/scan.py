@@ -41,23 +41,13 @@ def scan(f: Callable[[Any, Any], tuple], init: Any, xs: Any,
     # Init and apply split the same way, so with the same rng they compute
     # the same outputs.
     init_key, key = _frames.stepped(lift.draw_key())
-    if outer.is_init:
-        _, inner = lift.run(f, (init, _first_step(xs, length, reverse)), {},
-                            outer.params, outer.state, init_key)
-        lift.commit(_frames.created(inner.params, outer.params), {},
-                    inner.initial_state)
-        state = {**outer.state, **inner.initial_state}
-    else:
-        state = outer.state
+    state = lift.start_state(init_key, lambda: f(init, _first_step(xs, length, reverse)))
     params = outer.params
 
     def step(carry, x):
         carry, state, key = carry
-        key, step_key = _frames.stepped(key)
-        (carry, y), inner = lift.run(f, (carry, x), {}, params, state, step_key)
-        _frames.check_nothing_created(lift, inner, params, state)
-        _frames.check_state_kept(lift, state, inner.state)
-        return (carry, inner.state, key), y
+        (carry, y), state, key = lift.step(f, (carry, x), params, state, key)
+        return (carry, state, key), y
 
     def run(carry, xs):
         return jax.lax.scan(step, carry, xs, length=length, reverse=reverse, unroll=unroll)
