@@ -60,8 +60,8 @@ class PRNGSequence(Iterator[jax.Array]):
         self._block: list = []
         self._used = 0
 
-    def reserve(self, n: int) -> None:
-        """Splits off a fresh block of ``n`` keys (done automatically)."""
+    def _reserve(self, n: int) -> None:
+        """Splits off a fresh block of ``n`` keys (pending ones must be used up)."""
         # One unstack of the whole block is far cheaper eagerly than indexing
         # the split array once per key.
         keys = list(jax.random.split(self._key, n + 1))
@@ -71,7 +71,7 @@ class PRNGSequence(Iterator[jax.Array]):
 
     def __next__(self) -> jax.Array:
         if self._used >= len(self._block):
-            self.reserve(_BLOCK)
+            self._reserve(_BLOCK)
         key = self._block[self._used]
         self._used += 1
         return key

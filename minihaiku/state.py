@@ -24,6 +24,12 @@ def _state_frame(caller: str, name: str):
     return frame, path
 
 
+def _missing(path: str, shape, frame) -> errors.MissingParamError:
+    return errors.MissingParamError(params_lib._missing_message(
+        "state", path, shape, frame.state,
+        "State can only be created in init: pass init's state to apply."))
+
+
 def get_state(name: str, shape: Optional[Sequence[int]] = None,
               dtype: Any = jnp.float32,
               init: Optional[StateInitializer] = None) -> jax.Array:
@@ -46,10 +52,7 @@ def get_state(name: str, shape: Optional[Sequence[int]] = None,
     value = frame.state.get(path)
     if value is None:
         if not frame.is_init:
-            raise errors.MissingParamError(params_lib._missing_message(
-                "state", path, shape, frame.state,
-                "State can only be created in init: pass init's state to "
-                "apply."))
+            raise _missing(path, shape, frame)
         if init is None or shape is None:
             raise errors.MiniHaikuError(
                 f"State '{path}' does not exist yet and get_state has no "
@@ -82,10 +85,7 @@ def set_state(name: str, value: Any) -> None:
     old = frame.state.get(path)
     if old is None:
         if not frame.is_init:
-            raise errors.MissingParamError(params_lib._missing_message(
-                "state", path, value.shape, frame.state,
-                "State can only be created in init: pass init's state to "
-                "apply."))
+            raise _missing(path, value.shape, frame)
         params_lib.check_name("state", name, path)
         frame.initial_state[path] = value
     else:
