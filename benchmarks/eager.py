@@ -64,7 +64,7 @@ def run(rows: list) -> None:
             rows.append(("eager apply, same net", f"minihaiku / {peer}", ours / t[peer], "",
                          f"{peer} {t[peer] * 1e3:.2f} ms = {t[peer] / raw:.1f}x raw JAX"))
     if "dm-haiku" in inits:
-        ti = timing.interleaved(inits, calls=2, rounds=4)
+        ti = timing.interleaved(inits, calls=3, rounds=8)
         rows.append(("eager init, same net", "minihaiku / dm-haiku",
                      ti["minihaiku"] / ti["dm-haiku"], "<= 0.5",
                      f"{ti['minihaiku'] * 1e3:.1f} ms vs {ti['dm-haiku'] * 1e3:.1f} ms"))
