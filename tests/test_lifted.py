@@ -456,11 +456,19 @@ class VmapTest(parameterized.TestCase):
         params = init(0, X)
         assert_close(apply(params, None, X), -lin(params, "~/Linear_0/__call__", X))
 
-    def test_state_depending_on_example_is_an_error(self):
+    def test_state_depending_on_example_is_an_error_naming_the_path(self):
         def f(xs):
-            return L.vmap(lambda x: mh.set_state("s", x), split_rng=False)(xs)
+            mh.set_state("shared", jnp.zeros(()))
 
-        with self.assertRaisesRegex(mh.MiniHaikuError, "depends on the mapped axis"):
+            def g(x):
+                mh.set_state("shared", jnp.ones(()))
+                mh.set_state("s", x)
+                return x
+
+            return L.vmap(g, split_rng=False)(xs)
+
+        with self.assertRaisesRegex(mh.MiniHaikuError,
+                                    r"vmap: \['~/s'\] created or set .* depend on the mapped"):
             mh.transform_with_state(f).init(0, X)
 
 

@@ -59,22 +59,24 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
                 return (out, _frames.created(inner.params, outer.params), inner.state,
                         _frames.created(inner.initial_state))
 
-            vmapped = jax.vmap(body,
-                               in_axes=(None, None) + axes,
-                               out_axes=(out_axes, None, None, None),
-                               axis_size=axis_size, axis_name=axis_name)
+            def vmapped(state, key, args, kwargs, shared=(None, None, None)):
+                return jax.vmap(body, in_axes=(None, None) + axes,
+                                out_axes=(out_axes,) + shared,
+                                axis_size=axis_size, axis_name=axis_name)(
+                                    state, key, *args, **kwargs)
+
             try:
-                return _frames.call(lambda state, key, args, kwargs: vmapped(
-                    state, key, *args, **kwargs), state, key, args, kwargs)
+                return _frames.call(vmapped, state, key, args, kwargs)
             except ValueError as e:
                 if "out_axes" not in str(e):
                     raise
                 raise errors.MiniHaikuError(
-                    f"mh.lifted.vmap: a param or state entry created or set inside "
-                    f"the mapped function depends on the mapped axis (JAX: {e}). "
-                    "Params and state are shared by all examples. Fix: compute "
-                    "the value outside mh.lifted.vmap, or reduce over the batch "
-                    "(e.g. mean) before mh.set_state.") from None
+                    f"mh.lifted.vmap: {_per_example(vmapped, state, key, args, kwargs)} "
+                    "created or set inside the mapped function depend on the "
+                    "mapped axis, but params and state are shared by all "
+                    "examples. Fix: compute the value outside mh.lifted.vmap, "
+                    "or reduce over the batch (e.g. mean) before mh.set_state."
+                ) from None
 
         key = lift.draw_key()
         if split_rng:
@@ -92,3 +94,24 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
         return out
 
     return mapped
+
+
+def _per_example(vmapped, state, key, args, kwargs) -> list:
+    """The param/state paths whose values depend on the mapped axis.
+
+    Only on the error path: tries each path alone as "shared" (out_axes None)
+    under ``jax.eval_shape``, everything else mapped.
+    """
+    shapes = jax.eval_shape(lambda *a: vmapped(*a, shared=(0, 0, 0)), state, key, args, kwargs)
+    bad = []
+    for i, outputs in enumerate(shapes[1:]):
+        for path in outputs:
+            shared = [0, 0, 0]
+            shared[i] = type(outputs)((p, None if p == path else 0) for p in outputs)
+            try:
+                jax.eval_shape(lambda *a: vmapped(*a, shared=tuple(shared)),
+                               state, key, args, kwargs)
+            except ValueError:
+                if path not in bad:
+                    bad.append(path)
+    return bad
