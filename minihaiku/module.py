@@ -12,6 +12,7 @@ from typing import Callable, Optional, TypeVar
 
 from minihaiku import errors
 from minihaiku import frame as frame_lib
+from minihaiku import params as params_lib
 
 F = TypeVar("F", bound=Callable)
 
@@ -87,11 +88,11 @@ class Module:
 
     def __init__(self, name: Optional[str] = None):
         frame = frame_lib.current_frame("Building a mh.Module")
-        base = type(self).__name__ if name is None else name
-        if not isinstance(base, str) or not base or "/" in base:
-            raise errors.MiniHaikuError(
-                f"Module name {base!r} of {type(self).__name__} is invalid: "
-                "it must be a non-empty string without '/'.")
+        if name is None:
+            base = type(self).__name__
+        else:  # A class name is always valid; a given one is checked.
+            params_lib.check_name("Module", name, f"of {type(self).__name__}")
+            base = name
         counters = frame.counters
         n = counters.get(base, 0)
         counters[base] = n + 1

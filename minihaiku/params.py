@@ -94,7 +94,7 @@ def get_param(name: str, shape: Sequence[int], dtype: Any = jnp.float32,
             "Params can only be created in init: run init with the same "
             "function and inputs, and pass its params to apply."))
     frame_lib.check_trace(frame, "mh.get_param", path)
-    check_name("param", name, path)
+    check_name("Param", name, f"path '{path}'")
     value = _create(frame, path, init or _standard_normal, shape, dtype)
     check_value("The initializer of param", path, value, shape, dtype,
                 "Fix the initializer to return the shape and dtype asked.")
@@ -115,13 +115,16 @@ def _create(frame, path, init, shape, dtype):
             f"{type(e).__name__}: {e})") from e
 
 
-def check_name(kind: str, name: str, path: str) -> None:
-    """Refuses a param/state name that would alias another scope's path."""
+def check_name(kind: str, name, where: str) -> None:
+    """Refuses a param, state or module name that is empty or holds a '/'.
+
+    '/' joins the scopes of a path, so such a name could alias another path.
+    """
     if not isinstance(name, str) or not name or "/" in name:
         raise errors.MiniHaikuError(
-            f"The {kind} name {name!r} (path '{path}') is invalid: it must be a "
-            "non-empty string without '/', or it could alias another module's "
-            f"{kind}. Fix: use a plain name like 'w'; modules give the scope.")
+            f"{kind} name {name!r} ({where}) is invalid: it must be a non-empty "
+            "string without '/', or it could alias another path. Fix: use a "
+            "plain name like 'w'; modules give the scope.")
 
 
 def _missing_message(kind: str, path: str, shape, known, fix: str) -> str:

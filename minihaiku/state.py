@@ -59,7 +59,7 @@ def get_state(name: str, shape: Optional[Sequence[int]] = None,
                 f"{'init' if init is None else 'shape'} to create it. Fix: "
                 "call e.g. mh.get_state(name, shape, dtype, init=jnp.zeros), "
                 "or mh.set_state(name, value) first.")
-        params_lib.check_name("state", name, path)
+        params_lib.check_name("State", name, f"path '{path}'")
         value = init(shape, dtype)
         params_lib.check_value("The initializer of state", path, value, shape,
                                dtype, "Fix the initializer.")
@@ -86,7 +86,7 @@ def set_state(name: str, value: Any) -> None:
     if old is None:
         if not frame.is_init:
             raise _missing(path, value.shape, frame)
-        params_lib.check_name("state", name, path)
+        params_lib.check_name("State", name, f"path '{path}'")
         frame.initial_state[path] = value
     else:
         # Checked in init too, so a change apply would refuse fails at once.
