@@ -7,7 +7,18 @@ the contract.
 from minihaiku import io  # noqa: F401  (mh.io)
 from minihaiku import lifted  # noqa: F401  (mh.lifted)
 from minihaiku import nn  # noqa: F401  (mh.nn)
+from minihaiku.errors import CheckpointError
+from minihaiku.errors import CheckpointNotFoundError
+from minihaiku.errors import InterceptorError
+from minihaiku.errors import InvalidArgumentError
+from minihaiku.errors import InvalidNameError
+from minihaiku.errors import InvalidRngError
+from minihaiku.errors import LiftedBodyError
 from minihaiku.errors import MiniHaikuError
+from minihaiku.errors import MissingStateError
+from minihaiku.errors import ModuleInputError
+from minihaiku.errors import ModuleReuseError
+from minihaiku.errors import ShardingError
 from minihaiku.errors import MismatchError
 from minihaiku.errors import MissingParamError
 from minihaiku.errors import NoRngError

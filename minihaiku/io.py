@@ -30,8 +30,7 @@ _FORMAT = "minihaiku.io"
 _VERSION = 1
 
 
-class CheckpointNotFoundError(errors.MiniHaikuError, FileNotFoundError):
-    """``load`` was given a path with no file (also a ``FileNotFoundError``)."""
+CheckpointNotFoundError = errors.CheckpointNotFoundError
 
 
 def save(path: str, tree: Mapping[str, Any]) -> None:
