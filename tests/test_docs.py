@@ -131,7 +131,7 @@ def docstring_examples() -> dict:
 
 class CodeBlocksTest(parameterized.TestCase):
 
-    @parameterized.parameters(*_PAGES)
+    @parameterized.named_parameters((re.sub(r'\W', '_', p), p) for p in _PAGES)
     def test_code_blocks_run_and_print_what_their_comments_say(self, page):
         blocks = re.findall(r"```python\n(.*?)```", (_ROOT / page).read_text(), re.S)
         namespace, checked = {"__name__": "__docs__"}, 0
