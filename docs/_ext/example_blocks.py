@@ -1,9 +1,10 @@
-"""A griffe extension: docstrings' ``Example::`` blocks rendered as Python code.
+"""A griffe extension: the docstrings' reStructuredText bits rendered as Markdown.
 
-The library's docstrings are Google style with reStructuredText's literal
-block (``Example::`` then an indented block), which Markdown would flow into
-one paragraph. This turns each such block into a fenced ```python block when
-mkdocstrings loads the docstrings; the source stays as it is.
+The library's docstrings are Google style with two reStructuredText habits:
+the literal block (``Example::`` then an indented block), which Markdown would
+flow into one paragraph, and roles such as ``:class:`LSTM```. When
+mkdocstrings loads the docstrings, this turns each literal block into a fenced
+```python block and each role into a code span; the source stays as it is.
 """
 
 import re
@@ -12,6 +13,7 @@ import textwrap
 import griffe
 
 _BLOCK = re.compile(r"^( *)Example::\n((?:\1 +\S.*\n|[ \t]*\n)+)", re.M)
+_ROLE = re.compile(r":(?:class|meth|func|attr|mod|data|obj|exc):`~?([^`]+)`")
 
 
 def _fence(match: re.Match) -> str:
@@ -21,8 +23,9 @@ def _fence(match: re.Match) -> str:
 
 
 class ExampleBlocks(griffe.Extension):
-    """Rewrites ``Example::`` literal blocks as fenced Python code."""
+    """Rewrites ``Example::`` literal blocks as fenced Python, roles as code spans."""
 
     def on_object(self, *, obj: griffe.Object, **kwargs) -> None:
-        if obj.docstring and "Example::" in obj.docstring.value:
-            obj.docstring.value = _BLOCK.sub(_fence, obj.docstring.value + "\n").rstrip("\n")
+        if obj.docstring:
+            text = _BLOCK.sub(_fence, obj.docstring.value + "\n").rstrip("\n")
+            obj.docstring.value = _ROLE.sub(r"`\1`", text)
