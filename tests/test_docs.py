@@ -145,6 +145,24 @@ class CodeBlocksTest(parameterized.TestCase):
             self.assertIn(page, _PAGES)
 
 
+class SelfContainedRepoTest(absltest.TestCase):
+
+    def test_no_file_points_at_the_teams_contract_outside_the_repo(self):
+        # The user reference is docs/api.md; nothing may send a reader to a
+        # file that is not in the repo.
+        pattern = re.compile(r"\.\./shared/|shared/API\.md|API\.md ?(§|section)")
+        offenders = []
+        for path in sorted(_ROOT.rglob("*")):
+            parts = path.relative_to(_ROOT).parts
+            if (path.suffix not in {".py", ".md", ".yml", ".cfg", ".toml", ".txt"}
+                    or any(p.startswith(".") or p in {"site", "build"} for p in parts)):
+                continue
+            for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                if pattern.search(line):
+                    offenders.append(f"{path.relative_to(_ROOT)}:{n}: {line.strip()}")
+        self.assertEqual(offenders, [])
+
+
 class DocstringExamplesTest(absltest.TestCase):
 
     def test_public_docstrings_have_examples(self):
