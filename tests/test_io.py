@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import tempfile
@@ -760,6 +761,17 @@ class OrbaxTest(absltest.TestCase):
             print("ok", len(params))
             """, env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
         self.assertEqual(out.split(), ["ok", "4"])
+
+
+class GuideTest(absltest.TestCase):
+
+    def test_io_guide_code_blocks_run(self):
+        with open(os.path.join(_REPO, "docs", "guides", "io.md")) as f:
+            blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
+        self.assertGreaterEqual(len(blocks), 8)
+        namespace: dict = {}
+        for i, block in enumerate(blocks):
+            exec(compile(block, f"docs/guides/io.md block {i}", "exec"), namespace)  # noqa: S102
 
 
 if __name__ == "__main__":
