@@ -28,7 +28,8 @@ def flatten(tree: Any, name: str) -> tuple[list[tuple[str, np.ndarray]], Any]:
         raise errors.CheckpointError(
             f"mh.io.save('{name}'): the tree cannot be flattened: {e}. Fix: save a "
             "pytree of arrays such as the params dict from init.") from e
-    leaves, index = [], {}
+    leaves: list[tuple[str, np.ndarray]] = []
+    index: dict[str, int] = {}
     for key_path, leaf in with_paths:
         path = _tu.keystr(key_path)
         if path in index:
@@ -108,8 +109,7 @@ def _skeleton(node: Any, key_path: tuple, index: dict) -> Any:
         return {type(node).__name__: [_skeleton(v, key_path + (_tu.SequenceKey(i),), index)
                                       for i, v in enumerate(node)]}
     path = _tu.keystr(key_path)
-    structure = _tu.tree_structure(node)
-    if structure.num_nodes == 1 and structure.num_leaves == 1:
+    if _tu.all_leaves([node]):  # Not an empty node such as optax.EmptyState().
         return index[path]
     return {"node": type(node).__name__, "path": path}
 

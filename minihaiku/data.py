@@ -73,7 +73,8 @@ def partition(pattern_or_fn: Pattern, tree: Mapping[str, Any]) -> tuple[dict, di
     """
     tree = _flat(tree, "mh.data.partition")
     matches = _predicate(pattern_or_fn)
-    matched, rest = {}, {}
+    matched: dict[str, Any] = {}
+    rest: dict[str, Any] = {}
     for path, value in tree.items():
         (matched if matches(path, value) else rest)[path] = value
     return matched, rest

@@ -1,5 +1,6 @@
 """Tests for mh.data: filter, partition, merge, size, nbytes, nest, flatten."""
 
+import doctest
 import re
 
 import jax
@@ -238,6 +239,14 @@ class OptaxTest(absltest.TestCase):
         for k, p in self.params.items():
             same = np.asarray(trained[k]).tobytes() == np.asarray(p).tobytes()
             self.assertEqual(same, self.labels[k] == "frozen", k)
+
+
+class DocstringTest(absltest.TestCase):
+
+    def test_docstring_examples_run(self):
+        result = doctest.testmod(mh.data, extraglobs={"mh": mh, "jax": jax, "jnp": jnp})
+        self.assertEqual(result.failed, 0)
+        self.assertGreaterEqual(result.attempted, 8)
 
 
 if __name__ == "__main__":

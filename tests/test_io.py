@@ -1,5 +1,6 @@
 """Tests for mh.io.save / mh.io.load / mh.io.load_partial."""
 
+import doctest
 import json
 import os
 import pathlib
@@ -110,8 +111,8 @@ class SaveLoadTest(parameterized.TestCase):
         if name == "bool":
             value = value.view(np.uint8) % 2 == 1
         tree = {"~/x": value, "~/t": value.T}  # .T: a Fortran-ordered array.
-        if name not in _NOT_ON_XLA_CPU:
-            tree["~/j"] = jnp.asarray(value)  # Canonicalised (float64 -> float32 without x64).
+        if name not in _NOT_ON_XLA_CPU and jax.dtypes.canonicalize_dtype(dtype) == dtype:
+            tree["~/j"] = jnp.asarray(value)  # A jax.Array of the same dtype.
         mh.io.save(self.path, tree)
         out = mh.io.load(self.path)
         self.assertEqual(list(out), list(tree))
@@ -764,6 +765,11 @@ class OrbaxTest(absltest.TestCase):
 
 
 class GuideTest(absltest.TestCase):
+
+    def test_docstring_examples_run(self):
+        result = doctest.testmod(mh_io, extraglobs={"mh": mh, "jax": jax, "jnp": jnp})
+        self.assertEqual(result.failed, 0)
+        self.assertGreaterEqual(result.attempted, 8)
 
     def test_io_guide_code_blocks_run(self):
         with open(os.path.join(_REPO, "docs", "guides", "io.md")) as f:
