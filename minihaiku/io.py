@@ -80,7 +80,8 @@ def load(path: _atomic_file.PathLike, like: Any = None) -> Any:
       path: a file written by :func:`save`.
       like: optional tree the file must match, with arrays or
         ``jax.ShapeDtypeStruct`` leaves (e.g. ``jax.eval_shape(init, rng,
-        x)``); the result has its structure. Needed when the saved tree holds
+        x)``); the result has its structure (dicts in the sorted key order
+        ``jax.tree.map`` gives them). Needed when the saved tree holds
         other nodes than dicts, lists and tuples (NamedTuples of optax
         states, ...). Without it, the saved dicts, lists and tuples are
         rebuilt as saved (a params dict keeps its order).

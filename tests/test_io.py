@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import zipfile
 from typing import NamedTuple
 from unittest import mock
@@ -493,6 +494,36 @@ class FileSystemTest(parameterized.TestCase):
         _assert_trees_identical(self, mh.io.load(convert(self.path)), _tree())
         loaded, missing = mh.io.load_partial(convert(self.path), like=_tree())
         self.assertEqual(missing, [])
+        self.assertEqual(os.listdir(self.dir), ["ckpt.npz"])
+
+    def test_undecodable_bytes_path(self):
+        path = os.fsencode(self.dir) + b"/\xff\xfe.npz"
+        mh.io.save(path, _tree())
+        self.assertEqual(os.listdir(os.fsencode(self.dir)), [b"\xff\xfe.npz"])
+        _assert_trees_identical(self, mh.io.load(path), _tree())
+
+    def test_permission_error_names_the_target_not_the_temp_file(self):
+        def refuse(name, *args, **kwargs):
+            raise PermissionError(13, "Permission denied", name)
+
+        with mock.patch.object(os, "open", refuse):
+            with self.assertRaises(PermissionError) as cm:
+                mh.io.save(self.path, _tree())
+        self.assertIn(self.path, str(cm.exception))
+        self.assertIn("write access", str(cm.exception))
+        self.assertNotIn(".mh-", str(cm.exception))
+        self.assertEqual(os.listdir(self.dir), [])
+
+    def test_concurrent_saves_leave_one_whole_file(self):
+        trees = [{"~/w": np.full((1000,), i, np.int32)} for i in range(8)]
+        threads = [threading.Thread(target=mh.io.save, args=(self.path, t)) for t in trees]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        out = mh.io.load(self.path)["~/w"]
+        self.assertIn(int(out[0]), range(8))
+        np.testing.assert_array_equal(out, trees[int(out[0])]["~/w"])
         self.assertEqual(os.listdir(self.dir), ["ckpt.npz"])
 
     def test_non_path_is_refused(self):
