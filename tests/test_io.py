@@ -1,6 +1,8 @@
 """Tests for mh.io.save / mh.io.load / mh.io.load_partial: trees, dtypes, formats."""
 
+import contextlib
 import doctest
+import io
 import json
 import os
 import re
@@ -409,8 +411,34 @@ class GuideTest(absltest.TestCase):
             blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
         self.assertGreaterEqual(len(blocks), 8)
         namespace: dict = {}
+        checked = 0
         for i, block in enumerate(blocks):
-            exec(compile(block, f"docs/guides/io.md block {i}", "exec"), namespace)  # noqa: S102
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                exec(compile(block, f"docs/guides/io.md block {i}", "exec"), namespace)  # noqa: S102
+            for expected in _printed_comments(block):
+                self.assertIn(expected, out.getvalue(), f"block {i}")
+                checked += 1
+        self.assertEqual(checked, 5)
+
+
+def _printed_comments(block: str) -> list[str]:
+    """What a block says it prints: the comment on a print line, else the next line's.
+
+    Text after " — " explains and is not printed.
+    """
+    lines = block.splitlines()
+    expected = []
+    for i, line in enumerate(lines):
+        if "print(" not in line:
+            continue
+        comment = line.split("  # ", 1)[1] if "  # " in line else ""
+        if comment.endswith(":") or not comment:
+            following = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            comment = following[2:] if following.startswith("# ") else ""
+        if comment:
+            expected.append(comment.split(" — ")[0])
+    return expected
 
 
 if __name__ == "__main__":
