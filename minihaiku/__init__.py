@@ -4,6 +4,7 @@
 the contract.
 """
 
+from minihaiku import data  # noqa: F401  (mh.data)
 from minihaiku import io  # noqa: F401  (mh.io)
 from minihaiku import lifted  # noqa: F401  (mh.lifted)
 from minihaiku import nn  # noqa: F401  (mh.nn)
