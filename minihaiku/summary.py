@@ -15,7 +15,7 @@ from jax.sharding import Mesh
 from minihaiku import errors
 from minihaiku import sharding as sharding_lib
 from minihaiku import transform as transform_lib
-from minihaiku.sharding import _collect, sharded_init
+from minihaiku.sharding import sharded_init
 
 _COLUMNS = ("Module", "Method", "Name", "Kind", "Shape", "Dtype", "Count", "Bytes",
             "Spec", "Per device")
@@ -57,21 +57,8 @@ def summary(f: transform_lib.Transformed | transform_lib.TransformedWithState
         raise errors.InvalidArgumentError(
             "mh.summary: rules were given without a mesh. Fix: pass mesh=..., e.g. "
             "jax.make_mesh((n,), ('data',)), to see the bytes per device.")
-    arrays, rebuild = sharded_init.split_static(args, kwargs)
-    orders = []
-
-    def run(key, arrays):
-        a, kw = rebuild(arrays)
-        out = init(key, *a, **kw)
-        # eval_shape's output dicts come back with sorted keys; keep creation order.
-        orders.extend(list(d) for d in (out if isinstance(out, tuple) else (out,)))
-        return out
-
-    with _collect.collecting() as axes:
-        out = jax.eval_shape(run, jax.random.PRNGKey(0), arrays)
-    trees = [{k: d[k] for k in order} for d, order in
-             zip(out if isinstance(out, tuple) else (out,), orders, strict=True)]
-    params, state = trees[0], trees[1] if len(trees) > 1 else {}
+    out, axes = sharded_init.traced_init(init, (jax.random.PRNGKey(0),) + args, kwargs)
+    params, state = out if isinstance(out, tuple) else (out, {})
     placed = None
     if mesh is not None:
         rules = [] if rules is None else rules

@@ -13,9 +13,15 @@ param, to a collector (``_collect``) that is active only while
 ``logical_axes``/``init``/``mh.summary`` trace ``init`` with
 ``jax.eval_shape``. ``specs``/``shardings`` take the collected dict as
 ``axes=``.
+
+Meshes. ``mesh("data:4,model:2")`` builds ``Auto`` axes: the rules place the
+params and the batch, JAX's GSPMD propagates the rest (``jax.make_mesh``
+defaults to ``Explicit`` axes, which want every ambiguous op annotated).
 """
 
+from minihaiku.sharding.mesh import mesh
 from minihaiku.sharding.rules import LogicalRules, logical_rules, shardings, specs
 from minihaiku.sharding.sharded_init import init, logical_axes
 
-__all__ = ["LogicalRules", "logical_rules", "shardings", "specs", "init", "logical_axes"]
+__all__ = ["LogicalRules", "logical_rules", "shardings", "specs", "init", "logical_axes",
+           "mesh"]

@@ -121,7 +121,7 @@ def _spec_for(path: str, shape: tuple, rules: list, axes: Mapping | None) -> P:
         return P()
     if len(spec) > len(shape):
         raise errors.ShardingError(
-            f"Param '{path}' of shape {shape} (rank {len(shape)}) cannot take "
+            f"'{path}' of shape {shape} (rank {len(shape)}) cannot take "
             f"{spec}: the spec has {len(spec)} entries. A spec applies to the "
             "trailing axes, so it may be shorter than the rank, never longer. "
             "Fix: shorten the spec, or make the rule's regex skip this path.")
@@ -146,7 +146,8 @@ def specs(tree: Mapping[str, Any], rules, *, axes: Mapping | None = None) -> dic
         the rules hold ``logical_rules``.
 
     Returns:
-      path -> ``PartitionSpec``, as long as each array's rank.
+      path -> ``PartitionSpec``: as long as the array's rank where a rule
+      matched, ``P()`` (replicated) where none did.
 
     Example::
 
@@ -178,19 +179,19 @@ def shardings(tree: Mapping[str, Any], rules, mesh: Mesh, *,
 
 def _check_on_mesh(path: str, shape: tuple, spec: P, mesh: Mesh) -> None:
     sizes = dict(mesh.shape)
-    for dim, entry in zip(shape, spec, strict=True):
+    for dim, entry in zip(shape, spec, strict=False):  # P() when no rule matched.
         if entry is None or entry is P.UNCONSTRAINED:
             continue
         names = entry if isinstance(entry, tuple) else (entry,)
         missing = [n for n in names if n not in sizes]
         if missing:
             raise errors.ShardingError(
-                f"Param '{path}' of shape {shape} is sharded {spec} but the mesh "
+                f"'{path}' of shape {shape} is sharded {spec} but the mesh "
                 f"{sizes} has no axis {missing}. Fix: name only mesh axes in the "
                 "rules, or build the mesh with those axes.")
         parts = int(np.prod([sizes[n] for n in names]))
         if dim % parts:
             raise errors.ShardingError(
-                f"Param '{path}' of shape {shape} is sharded {spec} on the mesh "
+                f"'{path}' of shape {shape} is sharded {spec} on the mesh "
                 f"{sizes}: dimension {dim} does not split into {parts} equal parts "
                 f"(mesh axes {names}). Fix: change the size or the rule.")

@@ -31,21 +31,40 @@ def split_static(args: tuple, kwargs: dict) -> tuple:
     return [leaf for leaf, t in zip(leaves, traced, strict=True) if t], rebuild
 
 
-def _traced_init(init_fn: Callable, args: tuple, kwargs: dict):
-    """``(shapes of init's output, path -> logical axes)``, computing nothing."""
+def traced_init(init_fn: Callable, args: tuple, kwargs: dict):
+    """``(shapes of init's output, path -> logical axes)``, computing nothing.
+
+    The output dicts keep creation order (``jax.eval_shape`` sorts them).
+    """
     if not callable(init_fn):
         raise errors.InvalidArgumentError(
             f"Expected the init function of mh.transform(f) (e.g. transformed.init), "
             f"got {type(init_fn).__name__}.")
     arrays, rebuild = split_static(args, kwargs)
+    orders = []
 
     def run(arrays):
         a, kw = rebuild(arrays)
-        return init_fn(*a, **kw)
+        out = init_fn(*a, **kw)
+        orders.append(jax.tree_util.tree_map(lambda d: list(d), out, is_leaf=_is_dict))
+        return out
 
     with _collect.collecting() as axes:
         shapes = jax.eval_shape(run, arrays)
-    return shapes, axes
+    return in_order(shapes, orders[0]), axes
+
+
+def _is_dict(x) -> bool:
+    return isinstance(x, dict)
+
+
+def in_order(out, order):
+    """``out`` with every dict's keys in the order ``order`` lists them."""
+    if isinstance(out, dict):
+        return {k: out[k] for k in order}
+    if isinstance(out, tuple):
+        return tuple(in_order(o, k) for o, k in zip(out, order, strict=True))
+    return out
 
 
 def logical_axes(init_fn: Callable, *args, **kwargs) -> dict:
@@ -65,7 +84,7 @@ def logical_axes(init_fn: Callable, *args, **kwargs) -> dict:
 
       axes = mh.sharding.logical_axes(f.init, rng, x)
     """
-    return _traced_init(init_fn, args, kwargs)[1]
+    return traced_init(init_fn, args, kwargs)[1]
 
 
 def _out_shardings(shapes, rules, mesh: Mesh, axes: Mapping):
@@ -112,7 +131,7 @@ def init(init_fn: Callable, rules, mesh: Mesh) -> Callable:
 
     @functools.wraps(init_fn)
     def sharded_init(*args, **kwargs):
-        shapes, axes = _traced_init(init_fn, args, kwargs)
+        shapes, axes = traced_init(init_fn, args, kwargs)
         out_shardings = _out_shardings(shapes, rules, mesh, axes)
         arrays, rebuild = split_static(args, kwargs)
 
@@ -120,6 +139,7 @@ def init(init_fn: Callable, rules, mesh: Mesh) -> Callable:
             a, kw = rebuild(arrays)
             return init_fn(*a, **kw)
 
-        return jax.jit(run, out_shardings=out_shardings)(arrays)
+        out = jax.jit(run, out_shardings=out_shardings)(arrays)
+        return in_order(out, jax.tree_util.tree_map(list, shapes, is_leaf=_is_dict))
 
     return sharded_init
