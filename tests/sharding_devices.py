@@ -6,16 +6,15 @@ starts, so these tests cannot run in the default (1-device) test process.
 
 import re
 
-from absl.testing import absltest
-from absl.testing import parameterized
 import jax
 import jax.numpy as jnp
 import numpy as np
+import sharding_model as m
+from absl.testing import absltest, parameterized
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import minihaiku as mh
-import sharding_model as m
 
 _CONFIGS = {
     "fsdp": ("data:8", m.FSDP_RULES, False),
@@ -28,7 +27,7 @@ def _expected_shard_shape(shape, spec, mesh):
     """Each dim divided by the mesh sizes its spec entry names (by hand)."""
     out = []
     spec = tuple(spec) + (None,) * (len(shape) - len(spec))  # P(): replicated.
-    for dim, entry in zip(shape, spec):
+    for dim, entry in zip(shape, spec, strict=True):
         names = () if entry is None else (entry if isinstance(entry, tuple) else (entry,))
         out.append(dim // int(np.prod([mesh.shape[n] for n in names])))
     return tuple(out)
