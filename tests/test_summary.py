@@ -3,11 +3,10 @@
 import importlib
 import time
 
-from absl.testing import absltest
-from absl.testing import parameterized
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl.testing import absltest, parameterized
 from jax.sharding import PartitionSpec as P
 
 import minihaiku as mh
@@ -66,7 +65,7 @@ def _rows(table: str) -> list:
     for line in lines[2:]:
         if line.startswith("Total"):
             break
-        row = dict(zip(header, (line[a:b].strip() for a, b in spans)))
+        row = dict(zip(header, (line[a:b].strip() for a, b in spans), strict=True))
         if not row["Module"]:  # A blank module and method: same group as above.
             row["Module"], row["Method"] = last["Module"], last["Method"]
         rows.append(row)
