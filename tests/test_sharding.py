@@ -219,6 +219,21 @@ class OneDeviceTest(absltest.TestCase):
                 mh.sharding.mesh(bad)
 
 
+class GuideTest(absltest.TestCase):
+
+    def test_python_blocks_of_the_sharding_guide_run(self):
+        text = (_ROOT / "docs" / "guides" / "sharding.md").read_text()
+        blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+        self.assertGreater(len(blocks), 6)
+        namespace = {}
+        for block in blocks:
+            exec(compile(block, "docs/guides/sharding.md", "exec"), namespace)  # noqa: S102
+        table = namespace["mh"].summary(namespace["model"], namespace["tokens"],
+                                        mesh=namespace["mesh"],
+                                        rules=namespace["tensor_parallel"])
+        self.assertIn("per device", table)
+
+
 def _env(devices):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
