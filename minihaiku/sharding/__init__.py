@@ -19,7 +19,7 @@ params and the batch, JAX's GSPMD propagates the rest (``jax.make_mesh``
 defaults to ``Explicit`` axes, which want every ambiguous op annotated).
 """
 
-from minihaiku.sharding.mesh import mesh
+from minihaiku.sharding.meshes import mesh
 from minihaiku.sharding.rules import LogicalRules, logical_rules, shardings, specs
 from minihaiku.sharding.sharded_init import init, logical_axes
 
