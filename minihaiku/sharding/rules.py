@@ -167,7 +167,7 @@ def shardings(tree: Mapping[str, Any], rules, mesh: Mesh, *,
 
     Example::
 
-      mesh = jax.make_mesh((1,), ("model",))
+      mesh = mh.sharding.mesh("model:1")
       params = jax.device_put(params, mh.sharding.shardings(params, rules, mesh))
     """
     out = {}

@@ -119,14 +119,14 @@ def init(init_fn: Callable, rules, mesh: Mesh) -> Callable:
 
     Example::
 
-      mesh = jax.make_mesh((1,), ("model",))
+      mesh = mh.sharding.mesh("model:1")
       rules = [(r"/w$", P(None, "model"))]
       params = mh.sharding.init(f.init, rules, mesh)(jax.random.key(0), x)
     """
     if not isinstance(mesh, Mesh):
         raise errors.InvalidArgumentError(
             f"mh.sharding.init: mesh must be a jax.sharding.Mesh, got "
-            f"{type(mesh).__name__}. Fix: mesh = jax.make_mesh((n,), ('data',)).")
+            f"{type(mesh).__name__}. Fix: mesh = mh.sharding.mesh('data:4,model:2').")
     rules_lib.checked_rules(rules)  # Fail now, not at the first call.
 
     @functools.wraps(init_fn)
