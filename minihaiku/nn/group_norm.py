@@ -17,7 +17,9 @@ class GroupNorm(Module):
     The channels are split into ``groups`` groups of ``C // groups``; each
     example is normalised with the mean and variance over its group and the
     other axes in ``axis`` (default: all but the batch axis). ``axis`` counts
-    the input's axes, the channel axis standing for "within the group".
+    the input's axes, the channel axis standing for "within the group"
+    (negative axes count from the input's end; Haiku shifts them as if they
+    were non-negative, so pass non-negative axes to compare with Haiku).
     ``scale`` (ones) and ``offset`` (zeros) are per channel: shape ``[C]``
     channels-last, ``[C, 1, ..., 1]`` (rank - 1) channels-first, as in Haiku.
 
