@@ -81,7 +81,8 @@ class GroupNormTest(parameterized.TestCase):
         mean = g.mean((1, 2, 4), keepdims=True)
         var = ((g - mean) ** 2).mean((1, 2, 4), keepdims=True)
         want = ((g - mean) / jnp.sqrt(var + 1e-5)).reshape(x.shape)
-        want = want * params["~/GroupNorm_0/__call__/scale"] + params["~/GroupNorm_0/__call__/offset"]
+        pre = "~/GroupNorm_0/__call__/"
+        want = want * params[pre + "scale"] + params[pre + "offset"]
         assert_close(f.apply(params, None, x), want)
 
     def test_negative_axis_counts_from_the_input_end(self):
