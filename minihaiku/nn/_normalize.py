@@ -18,7 +18,7 @@ from minihaiku.params import Initializer
 
 Axes = int | Sequence[int] | slice
 
-_DATA_FORMATS = {"channels_last": -1, "N...C": -1, "channels_first": 1, "NC...": 1}
+DATA_FORMATS = {"channels_last": -1, "N...C": -1, "channels_first": 1, "NC...": 1}
 
 
 def check_flags(where: str, **flags) -> None:
@@ -63,7 +63,7 @@ def abs_axes(axis: Axes, ndim: int, where: str) -> tuple:
 def channel_index(data_format: str, where: str) -> int:
     """``-1`` for channels-last, ``1`` for channels-first (Haiku's names)."""
     try:
-        return _DATA_FORMATS[data_format]
+        return DATA_FORMATS[data_format]
     except (KeyError, TypeError):
         raise errors.InvalidArgumentError(
             f"{where}: data_format={data_format!r} is not known. Fix: pass "

@@ -97,7 +97,7 @@ class MultiHeadAttention(Module):
           name: module name, default ``MultiHeadAttention``.
         """
         super().__init__(name=name)
-        where = f"MultiHeadAttention at '{self.module_path}'"
+        self._where = where = f"{type(self).__name__} at '{self.module_path}'"
         num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
         sizes = {"num_heads": num_heads, "key_size": key_size,
                  "value_size": value_size, "model_size": model_size,
@@ -141,7 +141,7 @@ class MultiHeadAttention(Module):
         Returns:
           ``[..., T, model_size]``.
         """
-        where = f"MultiHeadAttention at '{self.module_path}'"
+        where = self._where
         query, key, value = jnp.asarray(query), jnp.asarray(key), jnp.asarray(value)
         lead, t = _check_inputs(where, query, key, value)
         q = self._project(query, self.num_heads, self.key_size, "query")

@@ -69,7 +69,7 @@ class BatchNorm(Module):
           name: module name, default ``BatchNorm``.
         """
         super().__init__(name=name)
-        where = f"BatchNorm at '{self.module_path}'"
+        self._where = where = f"{type(self).__name__} at '{self.module_path}'"
         if not 0 <= decay_rate < 1:
             raise errors.InvalidArgumentError(
                 f"{where} got decay_rate={decay_rate!r}; "
@@ -98,7 +98,7 @@ class BatchNorm(Module):
           The normalised array, same shape and dtype as ``x``.
         """
         x = jnp.asarray(x)
-        where = f"BatchNorm at '{self.module_path}'"
+        where = self._where
         if x.ndim < 2:
             raise errors.ModuleInputError(
                 f"{where} got an input of shape {x.shape}; it needs shape "

@@ -51,7 +51,7 @@ class GroupNorm(Module):
           name: module name, default ``GroupNorm``.
         """
         super().__init__(name=name)
-        where = f"GroupNorm at '{self.module_path}'"
+        self._where = where = f"{type(self).__name__} at '{self.module_path}'"
         if not _normalize._is_int(groups) or groups < 1:
             raise errors.InvalidArgumentError(
                 f"{where}: groups={groups!r} must be an int >= 1. Fix: pass "
@@ -69,7 +69,7 @@ class GroupNorm(Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """Returns ``x`` normalised, same shape and dtype."""
         x = jnp.asarray(x)
-        where = f"GroupNorm at '{self.module_path}'"
+        where = self._where
         if x.ndim < 2:
             raise errors.ModuleInputError(
                 f"{where} got an input of shape {x.shape}; it needs "

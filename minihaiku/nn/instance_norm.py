@@ -38,8 +38,10 @@ class InstanceNorm(LayerNorm):
             (``NC...``).
           name: module name, default ``InstanceNorm``.
         """
-        ci = _normalize.channel_index(data_format, "InstanceNorm")
+        # Build first so that an unknown data_format is refused naming the path.
+        ci = _normalize.DATA_FORMATS.get(data_format, -1)
         super().__init__(slice(1, -1) if ci == -1 else slice(2, None),
                          create_scale, create_offset, eps, scale_init=scale_init,
                          offset_init=offset_init, param_axis=ci, name=name)
+        _normalize.channel_index(data_format, self._where)
         self.data_format = data_format

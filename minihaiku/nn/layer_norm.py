@@ -48,7 +48,7 @@ class LayerNorm(Module):
           name: module name, default ``LayerNorm``.
         """
         super().__init__(name=name)
-        where = f"LayerNorm at '{self.module_path}'"
+        self._where = where = f"{type(self).__name__} at '{self.module_path}'"
         self.axis = _normalize.check_axes(where, "axis", axis)
         self.param_axis = _normalize.check_axes(
             where, "param_axis", -1 if param_axis is None else param_axis)
@@ -63,7 +63,7 @@ class LayerNorm(Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """Returns ``x`` normalised, same shape and dtype."""
         x = jnp.asarray(x)
-        where = f"LayerNorm at '{self.module_path}'"
+        where = self._where
         if not x.ndim:
             raise errors.ModuleInputError(
                 f"{where} got a scalar input. Fix: pass an array of shape "

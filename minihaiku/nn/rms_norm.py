@@ -42,7 +42,7 @@ class RMSNorm(Module):
           name: module name, default ``RMSNorm``.
         """
         super().__init__(name=name)
-        where = f"RMSNorm at '{self.module_path}'"
+        self._where = where = f"{type(self).__name__} at '{self.module_path}'"
         self.axis = _normalize.check_axes(where, "axis", axis)
         self.param_axis = _normalize.check_axes(
             where, "param_axis", -1 if param_axis is None else param_axis)
@@ -54,7 +54,7 @@ class RMSNorm(Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """Returns ``x`` normalised, same shape and dtype."""
         x = jnp.asarray(x)
-        where = f"RMSNorm at '{self.module_path}'"
+        where = self._where
         if not x.ndim:
             raise errors.ModuleInputError(
                 f"{where} got a scalar input. Fix: pass an array of shape "
