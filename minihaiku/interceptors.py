@@ -1,0 +1,382 @@
+"""Interceptors: user code wrapped around param/state creation, reads, writes and methods.
+
+Four context managers push a function on a thread-local stack for the length
+of a ``with`` block; ``get_param``, ``get_state``, ``set_state`` and module
+methods run every function on the matching stack. The innermost registered
+function runs first and receives ``next_*``, which runs the next one out; the
+outermost one's ``next_*`` does the real work. Precision policies
+(:mod:`minihaiku.precision`) and profiler names register here too, as the
+outermost layer, so there is one mechanism.
+
+Unused, the hooks cost one truthiness check of a module-level int:
+``PARAMS`` (a param/state interceptor or policy exists somewhere) and
+``METHODS`` (anything that needs to see module method calls). The stacks
+themselves are per thread, so a thread with nothing registered that sees a
+flag set by another thread just runs the plain path, a little slower.
+"""
+
+import contextlib
+import functools
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import jax
+from jax.extend import core as jax_core
+
+from minihaiku import errors
+from minihaiku import frame as frame_lib
+
+# Read by the hooks in params.py, state.py and module.py; only written by _refresh.
+PARAMS = 0
+METHODS = 0
+
+
+class Context(NamedTuple):
+    """What an interceptor is called about.
+
+    Attributes:
+      path: the full path of the param or state entry (``~/Linear_0/__call__/w``),
+        or, for a method, the module's path (``~/Linear_0``).
+      name: the param or state name, or the method name.
+      module: the module whose method is running (``None`` at top level).
+      method_name: the name of that method (``None`` at top level).
+    """
+    path: str
+    name: str
+    module: Any
+    method_name: str | None
+
+
+_KINDS = ("param_creators", "state_creators", "param_getters", "state_getters",
+          "setters", "methods")
+
+
+class _Local(threading.local):
+    def __init__(self):
+        for kind in _KINDS:
+            setattr(self, kind, [])
+        # (module, method name, scope, named-scope name) of each running method.
+        self.calls: list[tuple] = []
+        self.bypass = False
+
+
+LOCAL = _Local()
+# Registered for every thread, outermost (precision policies).
+_GLOBAL = {kind: [] for kind in _KINDS}
+_LOCK = threading.Lock()
+_COUNTS = {"params": 0, "methods": 0}
+_NAMES = False
+
+
+def _refresh() -> None:
+    global PARAMS, METHODS
+    params = _COUNTS["params"] or any(_GLOBAL[k] for k in _KINDS[:5])
+    PARAMS = int(bool(params))
+    METHODS = int(bool(params or _COUNTS["methods"] or _GLOBAL["methods"] or _NAMES))
+
+
+def set_profiler_names(on: bool) -> None:
+    """Turns the ``jax.named_scope`` of every module method on or off."""
+    global _NAMES
+    with _LOCK:
+        _NAMES = bool(on)
+        _refresh()
+
+
+def register_global(kind: str, fn: Callable) -> None:
+    """Registers ``fn`` outermost in every thread (used by precision policies)."""
+    with _LOCK:
+        if fn not in _GLOBAL[kind]:
+            _GLOBAL[kind].append(fn)
+        _refresh()
+
+
+def unregister_global(kind: str, fn: Callable) -> None:
+    with _LOCK:
+        if fn in _GLOBAL[kind]:
+            _GLOBAL[kind].remove(fn)
+        _refresh()
+
+
+@contextlib.contextmanager
+def _pushed(caller: str, fn: Callable, kinds: tuple, counter: str) -> Iterator[None]:
+    if not callable(fn):
+        raise errors.InterceptorError(
+            f"{caller} expects a function, got {type(fn).__name__}: {fn!r}. Fix: "
+            "pass the interceptor function itself, e.g. mh.custom_getter(my_getter).")
+    frame_lib.current_frame(caller)
+    if not kinds:
+        raise errors.InvalidArgumentError(
+            f"{caller}(params=False, state=False) would intercept nothing. Fix: "
+            "set params=True and/or state=True.")
+    stacks = [getattr(LOCAL, kind) for kind in kinds]
+    with _LOCK:
+        for stack in stacks:
+            stack.append(fn)
+        _COUNTS[counter] += 1
+        _refresh()
+    try:
+        yield
+    finally:
+        with _LOCK:
+            for stack in stacks:
+                # `with` blocks nest, so ours is the last entry of each stack.
+                stack.pop()
+            _COUNTS[counter] -= 1
+            _refresh()
+
+
+def _kinds(what: str, params: bool, state: bool) -> tuple:
+    return tuple(k for k, on in ((f"param_{what}", params), (f"state_{what}", state)) if on)
+
+
+def custom_creator(fn: Callable, *, params: bool = True,
+                   state: bool = False) -> contextlib.AbstractContextManager:
+    """Wraps the creation of params (and/or state) in ``fn``.
+
+    ``fn(next_creator, shape, dtype, init, ctx)`` returns the value to store;
+    ``next_creator(shape, dtype, init)`` runs the next creator out, and
+    finally the real creation (``init(key, shape, dtype)`` for params,
+    ``init(shape, dtype)`` for state). Runs in init only, when a value is
+    created. Usable inside a transformed function.
+
+    Example::
+
+      def zeros(next_creator, shape, dtype, init, ctx):
+        return next_creator(shape, dtype, jax.nn.initializers.zeros)
+
+      def f(x):
+        with mh.custom_creator(zeros):
+          return mh.nn.Linear(3)(x)      # w created as zeros
+    """
+    return _pushed("mh.custom_creator", fn, _kinds("creators", params, state), "params")
+
+
+def custom_getter(fn: Callable, *, params: bool = True,
+                  state: bool = False) -> contextlib.AbstractContextManager:
+    """Wraps every read of a param (and/or state entry) in ``fn``.
+
+    ``fn(next_getter, value, ctx)`` returns the value the caller gets;
+    ``next_getter(value)`` runs the next getter out. Runs in init and apply.
+
+    Example::
+
+      def frozen(next_getter, value, ctx):
+        return next_getter(jax.lax.stop_gradient(value))
+
+      def f(x):
+        with mh.custom_getter(frozen):
+          return mh.nn.Linear(3)(x)
+    """
+    return _pushed("mh.custom_getter", fn, _kinds("getters", params, state), "params")
+
+
+def custom_setter(fn: Callable) -> contextlib.AbstractContextManager:
+    """Wraps every ``mh.set_state`` in ``fn(next_setter, value, ctx)``.
+
+    ``next_setter(value)`` runs the next setter out, finally the real write.
+
+    Example::
+
+      def clip(next_setter, value, ctx):
+        return next_setter(jnp.clip(value, -1, 1))
+
+      def f():
+        with mh.custom_setter(clip):
+          mh.set_state("s", jnp.float32(5.0))   # stored as 1.0
+    """
+    return _pushed("mh.custom_setter", fn, ("setters",), "params")
+
+
+def intercept_methods(fn: Callable) -> contextlib.AbstractContextManager:
+    """Wraps every module method call in ``fn(method, args, kwargs, ctx)``.
+
+    ``method(*args, **kwargs)`` runs the next interceptor out, finally the
+    real method. ``fn`` itself already runs in the method's scope.
+
+    Example::
+
+      def log(method, args, kwargs, ctx):
+        print(ctx.path, ctx.method_name)
+        return method(*args, **kwargs)
+
+      def f(x):
+        with mh.intercept_methods(log):
+          return mh.nn.MLP([4, 2])(x)
+    """
+    return _pushed("mh.intercept_methods", fn, ("methods",), "methods")
+
+
+def _chain(local_fns: list, kind: str) -> list:
+    # Innermost registered first, then the thread's outer ones, then the global ones.
+    return local_fns[::-1] + _GLOBAL[kind]
+
+
+def _run(fns: list, ctx: Context, last: Callable) -> Callable:
+    """``fns[0]``'s entry point; each ``fn`` gets the next one as its ``next``."""
+    nxt = last
+    for fn in reversed(fns):
+        nxt = functools.partial(_step, fn, nxt, ctx)
+    return nxt
+
+
+def _step(fn, nxt, ctx, *args):
+    return fn(nxt, *args, ctx)
+
+
+@contextlib.contextmanager
+def _bypassed() -> Iterator[None]:
+    old, LOCAL.bypass = LOCAL.bypass, True
+    try:
+        yield
+    finally:
+        LOCAL.bypass = old
+
+
+def _context(path: str, name: str) -> Context:
+    calls = LOCAL.calls
+    if calls:
+        module, method_name = calls[-1][:2]
+        return Context(path, name, module, method_name)
+    return Context(path, name, None, None)
+
+
+def _checked(value, what: str, path: str):
+    if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+        raise errors.InterceptorError(
+            f"A custom {what} for '{path}' returned {type(value).__name__}, not an "
+            "array. Fix: return an array, e.g. the result of next_creator/next_getter.")
+    return value
+
+
+def get_param(base: Callable, name: str, shape, dtype, init):
+    """``get_param`` with the creators and getters of this thread (and policies)."""
+    frame = frame_lib.current_frame("mh.get_param")
+    path = f"{frame.scope}/{name}"
+    ctx = _context(path, name)
+    creators = _chain(LOCAL.param_creators, "param_creators")
+    stored = frame.params.get(path)
+    if stored is None and frame.is_init and creators:
+        frame_lib.check_trace(frame, "mh.get_param", path)
+
+        def create(shape, dtype, init):
+            with _bypassed():
+                return base(name, shape, dtype, init)
+
+        value = _checked(_run(creators, ctx, create)(tuple(shape), dtype, init),
+                         "creator", path)
+        frame.params[path] = value  # what the creators return is what is stored
+    else:
+        # A creator may have stored another dtype than the one asked (a
+        # precision policy does): then only the shape is checked.
+        if stored is not None and creators:
+            dtype = stored.dtype
+        with _bypassed():
+            value = base(name, shape, dtype, init)
+    getters = _chain(LOCAL.param_getters, "param_getters")
+    if getters:
+        value = _checked(_run(getters, ctx, _identity)(value), "getter", path)
+    return value
+
+
+def get_state(base: Callable, name: str, shape, dtype, init):
+    """``get_state`` with the state creators and getters of this thread."""
+    frame = frame_lib.current_frame("mh.get_state")
+    path = f"{frame.scope}/{name}"
+    ctx = _context(path, name)
+    creators = _chain(LOCAL.state_creators, "state_creators")
+    stored = frame.state.get(path)
+    if (stored is None and frame.is_init and creators and init is not None
+            and shape is not None):
+        def create(shape, dtype, init):
+            with _bypassed():
+                return base(name, shape, dtype, init)
+
+        value = _checked(_run(creators, ctx, create)(tuple(shape), dtype, init),
+                         "creator", path)
+        frame.state[path] = frame.initial_state[path] = value
+    else:
+        if stored is not None and creators:
+            dtype = stored.dtype
+        with _bypassed():
+            value = base(name, shape, dtype, init)
+    getters = _chain(LOCAL.state_getters, "state_getters")
+    if getters:
+        value = _checked(_run(getters, ctx, _identity)(value), "getter", path)
+    return value
+
+
+def set_state(base: Callable, name: str, value) -> None:
+    """``set_state`` with the setters of this thread."""
+    frame = frame_lib.current_frame("mh.set_state")
+    setters = _chain(LOCAL.setters, "setters")
+    if not setters:
+        with _bypassed():
+            return base(name, value)
+
+    def write(value):
+        with _bypassed():
+            return base(name, value)
+
+    path = f"{frame.scope}/{name}"
+    _run(setters, _context(path, name), write)(value)
+
+
+def _identity(value):
+    return value
+
+
+def call_method(f: Callable, module, method_name: str, args: tuple, kwargs: dict):
+    """Runs the module method ``f`` with the interceptors, policies and names on.
+
+    Called by the module-method wrapper inside the method's scope.
+    """
+    calls = LOCAL.calls
+    scope = f"{module._mh_path}/{method_name}"
+    name = None
+    if _NAMES and not _eager():
+        name = _relative(scope, calls)
+    calls.append((module, method_name, scope))
+    try:
+        fns = _chain(LOCAL.methods, "methods")
+        run = functools.partial(f, module)
+        if fns:
+            ctx = Context(module._mh_path, method_name, module, method_name)
+            run = _run_method(fns, ctx, run)
+        if name is None:
+            return run(*args, **kwargs)
+        with jax.named_scope(name):
+            return run(*args, **kwargs)
+    finally:
+        calls.pop()
+
+
+def _run_method(fns: list, ctx: Context, last: Callable) -> Callable:
+    nxt = last
+    for fn in reversed(fns):
+        nxt = functools.partial(_method_step, fn, nxt, ctx)
+    return nxt
+
+
+def _method_step(fn, nxt, ctx, *args, **kwargs):
+    return fn(nxt, args, kwargs, ctx)
+
+
+def _relative(scope: str, calls: list) -> str:
+    """The named scope of a method: its path below the enclosing method's.
+
+    JAX nests named scopes, so the enclosing method's part is already on the
+    name stack; a module built elsewhere (not below its caller) gets its
+    full path.
+    """
+    if calls:
+        outer = calls[-1][2] + "/"
+        if scope.startswith(outer):
+            return scope[len(outer):]
+    return scope[2:] if scope.startswith("~/") else scope
+
+
+def _eager() -> bool:
+    """Whether nothing is tracing: names would be attached to nothing then."""
+    return type(jax_core.find_top_trace(())).__name__ == "EvalTrace"
