@@ -56,7 +56,7 @@ class _Local(threading.local):
     def __init__(self):
         for kind in _KINDS:
             setattr(self, kind, [])
-        # (module, method name, scope, named-scope name) of each running method.
+        # (module, method name) of each running module method.
         self.calls: list[tuple] = []
         self.bypass = False
 
@@ -210,7 +210,10 @@ def intercept_methods(fn: Callable) -> contextlib.AbstractContextManager:
 
 def _chain(local_fns: list, kind: str) -> list:
     # Innermost registered first, then the thread's outer ones, then the global ones.
-    return local_fns[::-1] + _GLOBAL[kind]
+    glob = _GLOBAL[kind]
+    if not glob:
+        return local_fns[::-1]
+    return local_fns[::-1] + glob
 
 
 def _run(fns: list, ctx: Context, last: Callable) -> Callable:
@@ -225,13 +228,14 @@ def _step(fn, nxt, ctx, *args):
     return fn(nxt, *args, ctx)
 
 
-@contextlib.contextmanager
-def _bypassed() -> Iterator[None]:
-    old, LOCAL.bypass = LOCAL.bypass, True
+def _base(base: Callable, *args):
+    """Runs the un-intercepted ``base(*args)``: the hooks let it through."""
+    local = LOCAL
+    old, local.bypass = local.bypass, True
     try:
-        yield
+        return base(*args)
     finally:
-        LOCAL.bypass = old
+        local.bypass = old
 
 
 def _context(path: str, name: str) -> Context:
@@ -261,8 +265,7 @@ def get_param(base: Callable, name: str, shape, dtype, init):
         frame_lib.check_trace(frame, "mh.get_param", path)
 
         def create(shape, dtype, init):
-            with _bypassed():
-                return base(name, shape, dtype, init)
+            return _base(base, name, shape, dtype, init)
 
         value = _checked(_run(creators, ctx, create)(tuple(shape), dtype, init),
                          "creator", path)
@@ -272,8 +275,7 @@ def get_param(base: Callable, name: str, shape, dtype, init):
         # precision policy does): then only the shape is checked.
         if stored is not None and creators:
             dtype = stored.dtype
-        with _bypassed():
-            value = base(name, shape, dtype, init)
+        value = _base(base, name, shape, dtype, init)
     getters = _chain(LOCAL.param_getters, "param_getters")
     if getters:
         value = _checked(_run(getters, ctx, _identity)(value), "getter", path)
@@ -290,8 +292,7 @@ def get_state(base: Callable, name: str, shape, dtype, init):
     if (stored is None and frame.is_init and creators and init is not None
             and shape is not None):
         def create(shape, dtype, init):
-            with _bypassed():
-                return base(name, shape, dtype, init)
+            return _base(base, name, shape, dtype, init)
 
         value = _checked(_run(creators, ctx, create)(tuple(shape), dtype, init),
                          "creator", path)
@@ -299,8 +300,7 @@ def get_state(base: Callable, name: str, shape, dtype, init):
     else:
         if stored is not None and creators:
             dtype = stored.dtype
-        with _bypassed():
-            value = base(name, shape, dtype, init)
+        value = _base(base, name, shape, dtype, init)
     getters = _chain(LOCAL.state_getters, "state_getters")
     if getters:
         value = _checked(_run(getters, ctx, _identity)(value), "getter", path)
@@ -312,12 +312,10 @@ def set_state(base: Callable, name: str, value) -> None:
     frame = frame_lib.current_frame("mh.set_state")
     setters = _chain(LOCAL.setters, "setters")
     if not setters:
-        with _bypassed():
-            return base(name, value)
+        return _base(base, name, value)
 
     def write(value):
-        with _bypassed():
-            return base(name, value)
+        return _base(base, name, value)
 
     path = f"{frame.scope}/{name}"
     _run(setters, _context(path, name), write)(value)
@@ -333,21 +331,21 @@ def call_method(f: Callable, module, method_name: str, args: tuple, kwargs: dict
     Called by the module-method wrapper inside the method's scope.
     """
     calls = LOCAL.calls
-    scope = f"{module._mh_path}/{method_name}"
-    name = None
-    if _NAMES and not _eager():
-        name = _relative(scope, calls)
-    calls.append((module, method_name, scope))
+    name = _relative(module, method_name, calls) if _NAMES and not _eager() else None
+    calls.append((module, method_name))
     try:
         fns = _chain(LOCAL.methods, "methods")
-        run = functools.partial(f, module)
         if fns:
             ctx = Context(module._mh_path, method_name, module, method_name)
-            run = _run_method(fns, ctx, run)
+            run = _run_method(fns, ctx, functools.partial(f, module))
+            if name is None:
+                return run(*args, **kwargs)
+            with jax.named_scope(name):
+                return run(*args, **kwargs)
         if name is None:
-            return run(*args, **kwargs)
+            return f(module, *args, **kwargs)
         with jax.named_scope(name):
-            return run(*args, **kwargs)
+            return f(module, *args, **kwargs)
     finally:
         calls.pop()
 
@@ -363,15 +361,17 @@ def _method_step(fn, nxt, ctx, *args, **kwargs):
     return fn(nxt, args, kwargs, ctx)
 
 
-def _relative(scope: str, calls: list) -> str:
+def _relative(module, method_name: str, calls: list) -> str:
     """The named scope of a method: its path below the enclosing method's.
 
     JAX nests named scopes, so the enclosing method's part is already on the
     name stack; a module built elsewhere (not below its caller) gets its
     full path.
     """
+    scope = f"{module._mh_path}/{method_name}"
     if calls:
-        outer = calls[-1][2] + "/"
+        outer_module, outer_method = calls[-1]
+        outer = f"{outer_module._mh_path}/{outer_method}/"
         if scope.startswith(outer):
             return scope[len(outer):]
     return scope[2:] if scope.startswith("~/") else scope
