@@ -6,8 +6,6 @@ profiler names on; micro costs per call; and the optimized HLO of a jitted
 train step with a policy set and cleared (it must equal raw JAX's).
 """
 
-import time
-
 import jax
 import jax.numpy as jnp
 
@@ -23,15 +21,6 @@ def _noop_getter(next_getter, value, ctx):
 def _net_with_getter(x):
     with mh.custom_getter(_noop_getter):
         return _mh_net(x)
-
-
-def _trace_seconds(fn, *args, rounds=5) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        jax.make_jaxpr(fn)(*args)
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def _micro_rows(rows: list) -> None:
@@ -81,21 +70,26 @@ def run(rows: list) -> None:
     plain = lambda: apply(params, None, x)  # noqa: E731
     t = timing.interleaved({"raw": lambda: _raw_net(layers, x), "plain": plain,
                             "getter": lambda: getter_apply(params, None, x),
-                            "names": names_on(plain)}, calls=10, rounds=7)
+                            "names": names_on(plain)}, calls=10, rounds=15)
     raw = t["raw"]
     for key, what in (("plain", "nothing registered"), ("getter", "a no-op getter"),
                       ("names", "profiler names on")):
         rows.append((f"eager apply 128x tanh(Linear(16)), {what}", "minihaiku / raw JAX",
                      t[key] / raw, "<= 1.3", f"{t[key] * 1e3:.2f} ms vs {raw * 1e3:.2f} ms"))
 
-    trace_raw = _trace_seconds(_raw_net, layers, x)
-    trace_off = _trace_seconds(lambda p: apply(p, None, x), params)
-    trace_on = names_on(lambda: _trace_seconds(lambda p: apply(p, None, x), params))()
-    for what, seconds in (("names off", trace_off), ("names on", trace_on)):
+    def tracer(fn, *args):
+        def trace():
+            jax.make_jaxpr(fn)(*args)
+        return trace
+
+    ours = tracer(lambda p: apply(p, None, x), params)
+    tt = timing.interleaved({"raw": tracer(_raw_net, layers, x), "off": ours,
+                             "on": names_on(ours)}, calls=1, rounds=15)
+    for key, what in (("off", "names off"), ("on", "names on")):
         rows.append((f"trace (make_jaxpr) 128-layer apply, {what}", "minihaiku / raw JAX",
-                     seconds / trace_raw, "<= 1.1",
-                     f"{seconds * 1e3:.1f} ms vs {trace_raw * 1e3:.1f} ms"))
-    rows.append(("trace 128-layer apply", "names on / names off", trace_on / trace_off, "",
+                     tt[key] / tt["raw"], "<= 1.1",
+                     f"{tt[key] * 1e3:.1f} ms vs {tt['raw'] * 1e3:.1f} ms"))
+    rows.append(("trace 128-layer apply", "names on / names off", tt["on"] / tt["off"], "",
                  ""))
 
     _micro_rows(rows)

@@ -247,10 +247,12 @@ def _context(path: str, name: str) -> Context:
 
 
 def _checked(value, what: str, path: str):
+    # Only what is stored is checked; a getter may return any value it likes.
     if not hasattr(value, "shape") or not hasattr(value, "dtype"):
         raise errors.InterceptorError(
             f"A custom {what} for '{path}' returned {type(value).__name__}, not an "
-            "array. Fix: return an array, e.g. the result of next_creator/next_getter.")
+            "array, so there is nothing to store. Fix: return an array, e.g. the "
+            "result of next_creator(shape, dtype, init).")
     return value
 
 
@@ -278,7 +280,7 @@ def get_param(base: Callable, name: str, shape, dtype, init):
         value = _base(base, name, shape, dtype, init)
     getters = _chain(LOCAL.param_getters, "param_getters")
     if getters:
-        value = _checked(_run(getters, ctx, _identity)(value), "getter", path)
+        value = _run(getters, ctx, _identity)(value)
     return value
 
 
@@ -303,7 +305,7 @@ def get_state(base: Callable, name: str, shape, dtype, init):
         value = _base(base, name, shape, dtype, init)
     getters = _chain(LOCAL.state_getters, "state_getters")
     if getters:
-        value = _checked(_run(getters, ctx, _identity)(value), "getter", path)
+        value = _run(getters, ctx, _identity)(value)
     return value
 
 
