@@ -8,14 +8,14 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from minihaiku import errors, interceptors
+from minihaiku import _hooks, errors
 
 # Whether each module method runs under `jax.named_scope(<its path>)` while
 # traced (eager calls never pay for it). Off by default: see
 # docs/guides/interceptors.md for the measured cost.
 profiler_names = False
 
-_SWITCHES = {"profiler_names": interceptors.set_profiler_names}
+_SWITCHES = {"profiler_names": _hooks.set_profiler_names}
 
 
 def update(name: str, value: Any) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 
 from minihaiku import errors
 from minihaiku import frame as frame_lib
-from minihaiku import interceptors
+from minihaiku import _hooks
 from minihaiku import rng as rng_lib
 
 Initializer = Callable[[jax.Array, Sequence[int], Any], jax.Array]
@@ -73,8 +73,8 @@ def get_param(name: str, shape: Sequence[int], dtype: Any = jnp.float32,
         w = mh.get_param("w", (x.shape[-1], 3), init=jax.nn.initializers.zeros)
         return x @ w
     """
-    if interceptors.PARAMS and not interceptors.LOCAL.bypass:
-        return interceptors.get_param(get_param, name, shape, dtype, init)
+    if _hooks.PARAMS and not _hooks.LOCAL.bypass:
+        return _hooks.get_param(get_param, name, shape, dtype, init)
     frame = frame_lib.current_frame("mh.get_param")
     path = f"{frame.scope}/{name}"
     if type(shape) is not tuple:

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from minihaiku import errors, interceptors, nn
+from minihaiku import _hooks, errors, nn
 from minihaiku.module import Module
 
 _NORMS = tuple(c for c in (getattr(nn, n, None) for n in (
@@ -214,6 +214,6 @@ def _register(on: bool) -> None:
     for kind, fn in (("methods", _method), ("param_creators", _creator),
                      ("param_getters", _getter)):
         if on:
-            interceptors.register_global(kind, fn)
+            _hooks.register_global(kind, fn)
         else:
-            interceptors.unregister_global(kind, fn)
+            _hooks.unregister_global(kind, fn)

@@ -13,7 +13,7 @@ import numpy as np
 from absl.testing import absltest, parameterized
 
 import minihaiku as mh
-from minihaiku import interceptors
+from minihaiku import _hooks, interceptors
 
 normal = jax.nn.initializers.normal(1.0)
 zeros = jax.nn.initializers.zeros
@@ -442,13 +442,13 @@ class ScopeTest(absltest.TestCase):
     def test_hooks_switch_off_after_the_block_even_on_error(self):
         def f():
             with mh.custom_getter(lambda nxt, v, ctx: nxt(v)):
-                self.assertTrue(interceptors.PARAMS)
+                self.assertTrue(_hooks.PARAMS)
                 raise KeyError("boom")
 
         with self.assertRaises(KeyError):
             mh.transform(f).init(None)
-        self.assertFalse(interceptors.PARAMS)
-        self.assertFalse(interceptors.METHODS)
+        self.assertFalse(_hooks.PARAMS)
+        self.assertFalse(_hooks.METHODS)
 
     def test_other_threads_do_not_see_this_threads_interceptors(self):
         inside, results = threading.Event(), {}

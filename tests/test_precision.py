@@ -9,7 +9,7 @@ import optax
 from absl.testing import absltest
 
 import minihaiku as mh
-from minihaiku import interceptors
+from minihaiku import _hooks
 
 BF16 = "params=float32,compute=bfloat16,output=float32"
 X = jnp.linspace(-2.0, 2.0, 24).reshape(4, 6)
@@ -62,11 +62,11 @@ class PolicyTest(PrecisionTestCase):
         self.assertEqual(mh.precision.get_policy(mh.nn.MLP), mh.precision.Policy.parse(BF16))
         self.assertEqual(mh.precision.get_policy("encoder").compute_dtype, jnp.float16)
         self.assertIsNone(mh.precision.get_policy(mh.nn.Linear))
-        self.assertTrue(interceptors.PARAMS and interceptors.METHODS)
+        self.assertTrue(_hooks.PARAMS and _hooks.METHODS)
         mh.precision.set_policy(mh.nn.MLP, None)
         self.assertIsNone(mh.precision.get_policy(mh.nn.MLP))
         mh.precision.clear_policies()
-        self.assertFalse(interceptors.PARAMS or interceptors.METHODS)
+        self.assertFalse(_hooks.PARAMS or _hooks.METHODS)
 
 
 class MixedPrecisionMLPTest(PrecisionTestCase):

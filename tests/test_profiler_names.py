@@ -8,7 +8,7 @@ import numpy as np
 from absl.testing import absltest
 
 import minihaiku as mh
-from minihaiku import interceptors
+from minihaiku import _hooks
 
 X = jnp.ones((2, 5))
 KEY = jax.random.PRNGKey(0)
@@ -32,7 +32,7 @@ class ProfilerNamesTest(absltest.TestCase):
 
     def test_off_by_default_and_hooks_idle(self):
         self.assertFalse(mh.config.profiler_names)
-        self.assertFalse(interceptors.METHODS)
+        self.assertFalse(_hooks.METHODS)
         params, apply = mlp_apply()
         names = op_names(jax.jit(apply).lower(params, X).compile().as_text())
         self.assertFalse([n for n in names if "Linear_" in n], names)
