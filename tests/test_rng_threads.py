@@ -17,7 +17,7 @@ class PRNGSequenceTest(absltest.TestCase):
         a = mh.PRNGSequence(0).take(40)
         b = mh.PRNGSequence(jax.random.PRNGKey(0)).take(40)
         self.assertLen({tuple(np.asarray(k)) for k in a}, 40)
-        for x, y in zip(a, b):
+        for x, y in zip(a, b, strict=True):
             np.testing.assert_array_equal(x, y)
         c = mh.PRNGSequence(1).take(1)[0]
         self.assertFalse(np.array_equal(a[0], c))
@@ -91,7 +91,7 @@ class RngHelpersTest(absltest.TestCase):
         outer_expected = mh.PRNGSequence(0).take(2)
         np.testing.assert_array_equal(a, outer_expected[0])
         np.testing.assert_array_equal(b, outer_expected[1])
-        for got, want in zip(inner, mh.PRNGSequence(7).take(2)):
+        for got, want in zip(inner, mh.PRNGSequence(7).take(2), strict=True):
             np.testing.assert_array_equal(got, want)
 
     def test_with_rng_gives_keys_to_a_transform_without_rng(self):
@@ -160,7 +160,7 @@ class ThreadsTest(absltest.TestCase):
 
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             parallel = list(pool.map(threaded, range(8)))
-        for (p1, o1, s1), (p2, o2, s2) in zip(serial, parallel):
+        for (p1, o1, s1), (p2, o2, s2) in zip(serial, parallel, strict=True):
             self.assertEqual(list(p1), list(p2))
             for k in p1:
                 np.testing.assert_array_equal(p1[k], p2[k])
