@@ -30,9 +30,17 @@ from minihaiku.errors import (
     StateNotAllowedError,
     UnliftedTransformError,
 )
+from minihaiku.lift import lift
 from minihaiku.module import Module, module_method
+from minihaiku.multi_transform import (
+    MultiTransformed,
+    MultiTransformedWithState,
+    multi_transform,
+    multi_transform_with_state,
+)
 from minihaiku.params import get_param
 from minihaiku.rng import PRNGSequence, maybe_next_rng_key, next_rng_key, next_rng_keys, with_rng
+from minihaiku.scopes import name_scope, to_module
 from minihaiku.state import get_state, set_state
 from minihaiku.summary import summary
 from minihaiku.transform import (
@@ -59,9 +67,10 @@ __all__ = [
     "StateNotAllowedError", "UnliftedTransformError",
     # Transforms.
     "Transformed", "TransformedWithState", "transform", "transform_with_state",
-    "without_apply_rng", "running_init", "inside_transform",
+    "without_apply_rng", "running_init", "inside_transform", "MultiTransformed",
+    "MultiTransformedWithState", "multi_transform", "multi_transform_with_state", "lift",
     # Modules, params, state, keys.
-    "Module", "module_method", "get_param", "get_state", "set_state",
+    "Module", "module_method", "to_module", "name_scope", "get_param", "get_state", "set_state",
     "PRNGSequence", "next_rng_key", "next_rng_keys", "maybe_next_rng_key",
     "with_rng",
     # Tools.

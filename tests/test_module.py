@@ -374,6 +374,83 @@ class ModuleReuseTest(absltest.TestCase):
         np.testing.assert_allclose(jax.jit(apply)(params, None, xs), 2 * (xs @ w), rtol=1e-6)
 
 
+
+class NameScopeAndToModuleTest(absltest.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.x = jnp.ones((2, 3))
+
+    def test_name_scope_adds_one_segment(self):
+        def f(x):
+            with mh.name_scope("block"):
+                y = Linear(3)(x) * mh.get_param("s", ())
+            with mh.name_scope("block"):  # Re-entered: modules keep counting.
+                y = Linear(3)(y)
+            return Linear(3)(y)
+
+        init, apply = mh.transform(f)
+        params = init(0, self.x)
+        self.assertEqual(list(params), [
+            "~/block/Linear_0/__call__/w", "~/block/s", "~/block/Linear_1/__call__/w",
+            "~/Linear_0/__call__/w"])
+        p = params
+        want = ((self.x @ p["~/block/Linear_0/__call__/w"]) * p["~/block/s"]
+                @ p["~/block/Linear_1/__call__/w"] @ p["~/Linear_0/__call__/w"])
+        np.testing.assert_allclose(apply(params, None, self.x), want, rtol=1e-5)
+
+    def test_name_scope_inside_a_method_and_a_lifted_body(self):
+        class M(mh.Module):
+            def __call__(self, x):
+                def body(c, xi):
+                    with mh.name_scope("step"):
+                        return c, Linear(3)(xi)
+                return mh.lifted.scan(body, 0, x)[1]
+
+        params = mh.transform(lambda x: M()(x)).init(0, jnp.ones((4, 2, 3)))
+        self.assertEqual(list(params), ["~/M_0/__call__/step/Linear_0/__call__/w"])
+
+    def test_name_scope_refuses_bad_names_and_restores_on_error(self):
+        for bad in ("a/b", "", 3):
+            with self.assertRaises(mh.InvalidNameError):
+                mh.transform(lambda bad=bad: mh.name_scope(bad).__enter__()).init(None)
+        with self.assertRaises(mh.NotInTransformError):
+            with mh.name_scope("x"):
+                pass
+
+        def f():
+            try:
+                with mh.name_scope("oops"):
+                    raise KeyError("boom")
+            except KeyError:
+                pass
+            return mh.get_param("w", (1,))
+
+        self.assertEqual(list(mh.transform(f).init(0)), ["~/w"])
+
+    def test_to_module(self):
+        def block(x, scale=1.0):
+            """A docstring."""
+            return Linear(3)(x) * scale
+
+        Block = mh.to_module(block)
+        self.assertTrue(issubclass(Block, mh.Module))
+        self.assertEqual(Block.__doc__, "A docstring.")
+
+        def f(x):
+            return Block()(x) + Block(name="other")(x, scale=2.0)
+
+        init, apply = mh.transform(f)
+        params = init(0, self.x)
+        self.assertEqual(list(params), ["~/block_0/__call__/Linear_0/__call__/w",
+                                        "~/other_0/__call__/Linear_0/__call__/w"])
+        w0, w1 = params.values()
+        np.testing.assert_allclose(apply(params, None, self.x),
+                                   self.x @ w0 + 2.0 * (self.x @ w1), rtol=1e-6)
+        with self.assertRaises(mh.InvalidArgumentError):
+            mh.to_module(3)
+
+
 # A random nesting: each node is a list of children; leaves are Linear layers.
 _trees = st.recursive(st.just("leaf"), lambda kids: st.lists(kids, min_size=1, max_size=3),
                       max_leaves=8)
