@@ -174,13 +174,17 @@ class _ModuleType(type):
     """
 
     def __call__(cls, *args, **kwargs):
+        if cls.__init__ is _module_init:
+            # No __init__ of its own: nothing can be built in it, nothing to
+            # restore (Module.__init__ then leaves the scope alone).
+            return type.__call__(cls, *args, **kwargs)
         stack = frame_lib.frames()
         if not stack:
             frame_lib.current_frame("Building a mh.Module")  # Raises.
         frame = stack[-1]
         scope, counters = frame.scope, frame.counters
         try:
-            module = super().__call__(*args, **kwargs)
+            module = type.__call__(cls, *args, **kwargs)
         finally:
             frame.scope, frame.counters = scope, counters
         if "_mh_path" not in module.__dict__ and dataclasses.is_dataclass(module):
@@ -240,9 +244,10 @@ class Module(metaclass=_ModuleType):
             return  # Named already (an __init__ reached twice).
         frame = frame_lib.current_frame("Building a mh.Module")
         path = _name(self, name, frame)
-        # The rest of the subclass's __init__ builds submodules under it;
-        # _ModuleType.__call__ restores the caller's scope afterwards.
-        frame.scope, frame.counters = f"{path}/__init__", {}
+        if type(self).__init__ is not _module_init:
+            # The rest of the subclass's __init__ builds submodules under it;
+            # _ModuleType.__call__ restores the caller's scope afterwards.
+            frame.scope, frame.counters = f"{path}/__init__", {}
 
     def __post_init__(self):
         """Names a ``@dataclasses.dataclass`` module (from its ``name`` field)."""
@@ -256,3 +261,6 @@ class Module(metaclass=_ModuleType):
     def __repr__(self) -> str:
         path = getattr(self, "_mh_path", "<not initialised>")
         return f"{type(self).__name__}({path})"
+
+
+_module_init = Module.__init__
