@@ -35,10 +35,13 @@ class Frame:
         transform pushes inside it pass the outer frame's ``run`` on, so they
         belong to the same run; a module built in one run may be called only
         in that run.
+      init_owner: the module whose ``__init__`` is running (its submodules
+        go under ``<path>/__init__``), or ``None``.
     """
 
     __slots__ = ("params", "state", "initial_state", "rng", "is_init",
-                 "allow_state", "scope", "counters", "trace", "run")
+                 "allow_state", "scope", "counters", "trace", "run",
+                 "init_owner")
 
     def __init__(self, params, state, rng, is_init: bool, allow_state: bool,
                  scope: str = "~", counters: dict | None = None,
@@ -53,6 +56,7 @@ class Frame:
         self.counters = {} if counters is None else counters
         self.trace = get_opaque_trace_state()
         self.run = Run() if run is None else run
+        self.init_owner = None
 
 
 class Run:

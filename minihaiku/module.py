@@ -8,7 +8,6 @@ while its ``__init__`` runs, ``<where it was built>/<module name>/__init__``.
 A module belongs to the run of ``init``/``apply`` that built it.
 """
 
-import dataclasses
 import functools
 import inspect
 from collections.abc import Callable
@@ -164,52 +163,41 @@ def _reuse_error(module, method_name: str) -> errors.ModuleReuseError:
         "store configuration, not module instances.")
 
 
-class _ModuleType(type):
-    """Gives every module construction its own ``__init__`` scope.
+def _scoped_init(init: Callable, post_init: bool = False) -> Callable:
+    """Wraps a subclass's ``__init__`` (or dataclass ``__post_init__``).
 
-    ``Module.__init__`` names the module and switches the scope to
-    ``<path>/__init__`` (with fresh counters), so submodules built in the
-    rest of ``__init__`` live under it; this restores the caller's scope when
-    construction ends, however many ``__init__``s (subclasses) ran.
+    The outermost wrapped ``__init__`` of a construction makes the module the
+    frame's ``init_owner``, so ``Module.__init__`` switches the scope to
+    ``<path>/__init__`` (fresh counters) for the submodules built after it,
+    and restores the caller's scope when construction ends. ``__init__``s
+    reached through ``super()`` run unwrapped. Classes without an
+    ``__init__`` of their own pay nothing.
     """
 
-    def __call__(cls, *args, **kwargs):
-        if cls.__init__ is _module_init:
-            # No __init__ of its own: nothing can be built in it, nothing to
-            # restore (Module.__init__ then leaves the scope alone).
-            return type.__call__(cls, *args, **kwargs)
+    @functools.wraps(init)
+    def wrapped(self, *args, **kwargs):
         stack = frame_lib.frames()
-        if not stack:
-            frame_lib.current_frame("Building a mh.Module")  # Raises.
+        if not stack:  # Let Module.__init__ (or a subclass) say what is wrong.
+            return init(self, *args, **kwargs)
         frame = stack[-1]
-        scope, counters = frame.scope, frame.counters
+        if frame.init_owner is self:
+            return init(self, *args, **kwargs)
+        saved = frame.scope, frame.counters, frame.init_owner
+        frame.init_owner = self
         try:
-            module = type.__call__(cls, *args, **kwargs)
+            init(self, *args, **kwargs)
         finally:
-            frame.scope, frame.counters = scope, counters
-        if "_mh_path" not in module.__dict__ and dataclasses.is_dataclass(module):
-            # Its own __post_init__ did not call super().__post_init__().
-            _name(module, getattr(module, "name", None), frame)
-        return module
+            frame.scope, frame.counters, frame.init_owner = saved
+        if post_init and "_mh_path" not in self.__dict__:
+            # A dataclass whose __post_init__ did not call super().__post_init__():
+            # name it now, in the caller's scope.
+            Module.__init__(self, getattr(self, "name", None))
+
+    wrapped._mh_scoped = True
+    return wrapped
 
 
-def _name(module, name: str | None, frame) -> str:
-    """Names ``module`` in ``frame``'s current scope; returns its path."""
-    if name is None:
-        base = type(module).__name__
-    else:  # A class name is always valid; a given one is checked.
-        checks.check_name("Module", name, f"of {type(module).__name__}")
-        base = name
-    counters = frame.counters
-    n = counters.get(base, 0)
-    counters[base] = n + 1
-    module.module_name = f"{base}_{n}"
-    module._mh_path = path = f"{frame.scope}/{module.module_name}"
-    module._mh_run = frame.run
-    return path
-
-
-class Module(metaclass=_ModuleType):
+class Module:
     """Base class of minihaiku modules.
 
     ``__call__``, every public method and every public property are module
@@ -230,6 +218,10 @@ class Module(metaclass=_ModuleType):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         for attr, value in list(vars(cls).items()):
+            if (attr in ("__init__", "__post_init__") and inspect.isfunction(value)
+                    and not getattr(value, "_mh_scoped", False)):
+                setattr(cls, attr, _scoped_init(value, attr == "__post_init__"))
+                continue
             if attr != "__call__" and attr.startswith("_"):
                 continue
             if inspect.isfunction(value):
@@ -243,10 +235,21 @@ class Module(metaclass=_ModuleType):
         if "_mh_path" in self.__dict__:
             return  # Named already (an __init__ reached twice).
         frame = frame_lib.current_frame("Building a mh.Module")
-        path = _name(self, name, frame)
-        if type(self).__init__ is not _module_init:
+        # _name inlined: this runs for every module built, eagerly per call.
+        if name is None:
+            base = type(self).__name__
+        else:  # A class name is always valid; a given one is checked.
+            checks.check_name("Module", name, f"of {type(self).__name__}")
+            base = name
+        counters = frame.counters
+        n = counters.get(base, 0)
+        counters[base] = n + 1
+        self.module_name = module_name = f"{base}_{n}"
+        self._mh_path = path = f"{frame.scope}/{module_name}"
+        self._mh_run = frame.run
+        if frame.init_owner is self:
             # The rest of the subclass's __init__ builds submodules under it;
-            # _ModuleType.__call__ restores the caller's scope afterwards.
+            # its wrapper (_scoped_init) restores the caller's scope afterwards.
             frame.scope, frame.counters = f"{path}/__init__", {}
 
     def __post_init__(self):
@@ -261,6 +264,3 @@ class Module(metaclass=_ModuleType):
     def __repr__(self) -> str:
         path = getattr(self, "_mh_path", "<not initialised>")
         return f"{type(self).__name__}({path})"
-
-
-_module_init = Module.__init__

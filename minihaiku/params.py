@@ -64,11 +64,11 @@ def get_param(name: str, shape: Sequence[int], dtype: Any = jnp.float32,
             dtype = _FLOAT32
         try:
             stored = value.dtype
-            ok = value.shape == shape and (stored is dtype or stored == canonical_dtype(dtype))
+            if value.shape == shape and (stored is dtype or stored == canonical_dtype(dtype)):
+                return value
         except AttributeError:
-            ok = False
-        if not ok:
-            checks.check_value("Param", path, value, shape, dtype, _READ_FIX)
+            pass
+        checks.check_value("Param", path, value, shape, dtype, _READ_FIX)
         return value
     if not frame.is_init:
         raise errors.MissingParamError(checks.missing_message(
