@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from minihaiku import checks, errors
 from minihaiku import frame as frame_lib
+from minihaiku.frame import _STACK
 
 F = TypeVar("F", bound=Callable)
 
@@ -176,18 +177,19 @@ def _scoped_init(init: Callable, post_init: bool = False) -> Callable:
 
     @functools.wraps(init)
     def wrapped(self, *args, **kwargs):
-        stack = frame_lib.frames()
+        stack = _STACK.frames
         if not stack:  # Let Module.__init__ (or a subclass) say what is wrong.
             return init(self, *args, **kwargs)
         frame = stack[-1]
-        if frame.init_owner is self:
+        owner = frame.init_owner
+        if owner is self:
             return init(self, *args, **kwargs)
-        saved = frame.scope, frame.counters, frame.init_owner
+        scope, counters = frame.scope, frame.counters
         frame.init_owner = self
         try:
             init(self, *args, **kwargs)
         finally:
-            frame.scope, frame.counters, frame.init_owner = saved
+            frame.scope, frame.counters, frame.init_owner = scope, counters, owner
         if post_init and "_mh_path" not in self.__dict__:
             # A dataclass whose __post_init__ did not call super().__post_init__():
             # name it now, in the caller's scope.
@@ -232,8 +234,6 @@ class Module:
                                             value.fset, value.fdel, value.__doc__))
 
     def __init__(self, name: str | None = None):
-        if "_mh_path" in self.__dict__:
-            return  # Named already (an __init__ reached twice).
         frame = frame_lib.current_frame("Building a mh.Module")
         # _name inlined: this runs for every module built, eagerly per call.
         if name is None:
