@@ -9,7 +9,6 @@ something is wrong or a value is being created.
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import jax
 import numpy as np
@@ -149,11 +148,3 @@ def missing_message(kind: str, path: str, shape, known: Mapping,
     return (f"{kind.capitalize()} '{path}'{shape_part} is missing in apply: "
             f"it was not created in init.{hint} {fix}")
 
-
-def describe(value: Any) -> str:
-    """A short description of ``value`` for messages: type, shape and dtype."""
-    shape = getattr(value, "shape", None)
-    dtype = getattr(value, "dtype", None)
-    if shape is None:
-        return f"{type(value).__name__} {value!r}"[:80]
-    return f"{type(value).__name__} of shape {tuple(shape)} and dtype {dtype}"
