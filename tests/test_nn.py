@@ -279,7 +279,7 @@ class BatchNormTest(absltest.TestCase):
         f = self._transformed()
         x = jnp.ones([4, 3])
         params, _ = f.init(_KEY, x, True)
-        with self.assertRaisesRegex(mh.MissingParamError,
+        with self.assertRaisesRegex(mh.MissingStateError,
                                     "BatchNorm_0.*moving statistics in state.*init"):
             f.apply(params, {}, None, x, True)
         with self.assertRaisesRegex(mh.StateNotAllowedError, "BatchNorm.*transform_with_state"):
