@@ -9,14 +9,13 @@ construction, to what ``jax.lax`` takes. Every bad value is a
 import math
 import re
 from collections.abc import Callable, Sequence
-from typing import Union
 
 import jax
 
 from minihaiku import errors
 
-Padding = Union[str, Sequence[tuple[int, int]], tuple[int, int],
-                Callable[[int], tuple[int, int]], Sequence[Callable[[int], tuple[int, int]]]]
+Padding = (str | Sequence[tuple[int, int]] | tuple[int, int]
+           | Callable[[int], tuple[int, int]] | Sequence[Callable[[int], tuple[int, int]]])
 
 _LAST = re.compile(r"^N[^C]*C$")
 _FIRST = re.compile(r"^NC[^C]*$")
@@ -108,8 +107,8 @@ def resolve_padding(module, padding, kernel: Sequence[int], rate: Sequence[int],
         if len(fns) == 1:
             fns = fns * n
         if len(fns) == n:
-            sizes = [(k - 1) * r + 1 for k, r in zip(kernel, rate, strict=False)]
-            pads = tuple(tuple(fn(s)) for fn, s in zip(fns, sizes, strict=False))
+            sizes = [(k - 1) * r + 1 for k, r in zip(kernel, rate, strict=True)]
+            pads = tuple(tuple(fn(s)) for fn, s in zip(fns, sizes, strict=True))
             if all(map(_pair, pads)):
                 return pads
     elif isinstance(padding, (tuple, list)):

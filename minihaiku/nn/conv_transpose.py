@@ -135,7 +135,7 @@ class ConvNDTranspose(Module):
             sizes = x.shape[1:-1] if self.channels_last else x.shape[2:]
             padding = tuple(
                 _output_padding(self, i, o, k, s, self.padding) for i, o, k, s in
-                zip(sizes, self.output_shape, self.kernel_shape, self.stride, strict=False))
+                zip(sizes, self.output_shape, self.kernel_shape, self.stride, strict=True))
         y = jax.lax.conv_transpose(x, w, self.stride, padding, dimension_numbers=self._dn,
                                    precision=precision)
         if self.with_bias:

@@ -7,7 +7,6 @@ entries under each window, as Haiku.
 
 import math
 from collections.abc import Sequence
-from typing import Union
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +14,7 @@ import jax.numpy as jnp
 from minihaiku import errors
 from minihaiku.module import Module
 
-Size = Union[int, Sequence[int]]
+Size = int | Sequence[int]
 
 
 def _full_shape(x, size: Size, channel_axis: int | None, what: str,
@@ -94,7 +93,7 @@ def avg_pool(value: jax.Array, window_shape: Size, strides: Size, padding: str,
     summed = jax.lax.reduce_window(x, 0., jax.lax.add, window, strides, padding)
     if padding == "VALID":
         return summed / math.prod(window)
-    ones = jnp.ones([d if w != 1 else 1 for d, w in zip(x.shape, window, strict=False)], x.dtype)
+    ones = jnp.ones([d if w != 1 else 1 for d, w in zip(x.shape, window, strict=True)], x.dtype)
     counts = jax.lax.reduce_window(ones, 0., jax.lax.add, window, strides, padding)
     return summed / counts
 
