@@ -6,8 +6,7 @@ import haiku_ref as ref
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl.testing import absltest
-from absl.testing import parameterized
+from absl.testing import absltest, parameterized
 
 import minihaiku as mh
 
