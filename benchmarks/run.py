@@ -12,10 +12,10 @@ import platform
 import jax
 from absl import app, flags
 
-from benchmarks import eager, lifted, micro, train_step
+from benchmarks import convnet, eager, lifted, micro, train_step
 
 _SECTIONS = {"eager": eager.run, "micro": micro.run, "train_step": train_step.run,
-             "lifted": lifted.run}
+             "lifted": lifted.run, "convnet": convnet.run}
 _ONLY = flags.DEFINE_list("only", list(_SECTIONS), f"sections to run, of {list(_SECTIONS)}")
 _WRITE = flags.DEFINE_bool("write_results", False, "rewrite benchmarks/RESULTS.md")
 
