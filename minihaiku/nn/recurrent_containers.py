@@ -75,8 +75,10 @@ class ResetCore(RNNCore):
 
     Example::
 
-      core = mh.nn.ResetCore(mh.nn.LSTM(8))
-      # mh.nn.dynamic_unroll(core, (xs, resets), core.initial_state(batch))
+      def f(xs, resets):  # xs [T, B, F], resets [T, B] bool
+        core = mh.nn.ResetCore(mh.nn.LSTM(8))
+        return mh.nn.dynamic_unroll(core, (xs, resets), core.initial_state(xs.shape[1]))
+      params = mh.transform(f).init(0, jnp.ones([5, 2, 3]), jnp.zeros([5, 2], bool))
     """
 
     def __init__(self, core: RNNCore, name: str | None = None):
