@@ -107,6 +107,8 @@ class PoolTest(parameterized.TestCase):
             mh.nn.max_pool(x, 2, 2, "SAME", channel_axis=4)
         with self.assertRaisesRegex(mh.ModuleInputError, "MaxPool_0.*padding"):
             mh.transform(lambda x: mh.nn.MaxPool(2, 2, "FULL")(x)).init(0, x)
+        with self.assertRaisesRegex(mh.ModuleInputError, "AvgPool_0.*window_shape=0"):
+            mh.transform(lambda x: mh.nn.AvgPool(0, 2, "SAME")(x)).init(0, x)
 
 
 if __name__ == "__main__":

@@ -73,8 +73,11 @@ def max_pool(value: jax.Array, window_shape: Size, strides: Size, padding: str,
 
       y = mh.nn.max_pool(jnp.ones([2, 8, 8, 3]), 2, 2, "VALID")  # (2, 4, 4, 3)
     """
-    x, window, strides = _prepare(value, window_shape, strides, padding, channel_axis,
-                                  "mh.nn.max_pool")
+    return _max_pool(value, window_shape, strides, padding, channel_axis, "mh.nn.max_pool")
+
+
+def _max_pool(value, window_shape, strides, padding, channel_axis, caller):
+    x, window, strides = _prepare(value, window_shape, strides, padding, channel_axis, caller)
     return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, window, strides, padding)
 
 
@@ -88,8 +91,11 @@ def avg_pool(value: jax.Array, window_shape: Size, strides: Size, padding: str,
 
       y = mh.nn.avg_pool(jnp.ones([2, 8, 8, 3]), 3, 1, "SAME")  # (2, 8, 8, 3), all 1.
     """
-    x, window, strides = _prepare(value, window_shape, strides, padding, channel_axis,
-                                  "mh.nn.avg_pool")
+    return _avg_pool(value, window_shape, strides, padding, channel_axis, "mh.nn.avg_pool")
+
+
+def _avg_pool(value, window_shape, strides, padding, channel_axis, caller):
+    x, window, strides = _prepare(value, window_shape, strides, padding, channel_axis, caller)
     summed = jax.lax.reduce_window(x, 0., jax.lax.add, window, strides, padding)
     if padding == "VALID":
         return summed / math.prod(window)
@@ -124,8 +130,8 @@ class MaxPool(_Pool):
 
     def __call__(self, value: jax.Array) -> jax.Array:
         """Max-pools ``value``."""
-        return max_pool(value, self.window_shape, self.strides, self.padding,
-                        self.channel_axis)
+        return _max_pool(value, self.window_shape, self.strides, self.padding,
+                         self.channel_axis, f"MaxPool at '{self.module_path}'")
 
 
 class AvgPool(_Pool):
@@ -139,5 +145,5 @@ class AvgPool(_Pool):
 
     def __call__(self, value: jax.Array) -> jax.Array:
         """Average-pools ``value``."""
-        return avg_pool(value, self.window_shape, self.strides, self.padding,
-                        self.channel_axis)
+        return _avg_pool(value, self.window_shape, self.strides, self.padding,
+                         self.channel_axis, f"AvgPool at '{self.module_path}'")
