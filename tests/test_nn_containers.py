@@ -45,6 +45,12 @@ class SequentialTest(absltest.TestCase):
         self.assertEqual(list(params), ["~/Sequential_0/__call__/s"])
         ref.assert_close(f.apply(params, None, jnp.ones([2])), jnp.sin(3.0 * jnp.ones([2])))
 
+    def test_modules_built_inside_live_under_it(self):
+        f = mh.transform(lambda x: mh.nn.Sequential([lambda x: mh.nn.Linear(2)(x)])(x))
+        self.assertEqual(list(f.init(0, jnp.ones([1, 3]))),
+                         ["~/Sequential_0/__call__/Linear_0/__call__/w",
+                          "~/Sequential_0/__call__/Linear_0/__call__/b"])
+
     def test_non_callable_layer_is_an_error(self):
         with self.assertRaisesRegex(mh.ModuleInputError, "Sequential_0.*layer 1.*not callable"):
             mh.transform(lambda x: mh.nn.Sequential([jnp.sin, 3])(x)).init(0, jnp.ones(2))

@@ -45,8 +45,8 @@ class Linear(Module):
     def __init__(self, output_size: int, with_bias: bool = True,
                  w_init: Optional[Initializer] = None,
                  b_init: Optional[Initializer] = None,
-                 name: Optional[str] = None,
-                 precision: Optional[jax.lax.Precision] = None):
+                 precision: Optional[jax.lax.Precision] = None,
+                 name: Optional[str] = None):
         """Builds the layer.
 
         Args:
@@ -54,9 +54,9 @@ class Linear(Module):
           with_bias: whether to add the bias ``b``.
           w_init: ``init(key, shape, dtype)`` for ``w``.
           b_init: ``init(key, shape, dtype)`` for ``b``.
-          name: module name, default ``Linear``.
           precision: passed to the matmul (``jnp.matmul``), e.g.
             ``jax.lax.Precision.HIGHEST``; default: JAX's default.
+          name: module name, default ``Linear``.
         """
         super().__init__(name=name)
         if (not isinstance(output_size, int) or isinstance(output_size, bool)

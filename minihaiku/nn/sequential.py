@@ -14,7 +14,8 @@ class Sequential(Module):
     Layers may be modules or plain functions. ``Sequential`` has no params of
     its own: a module keeps the path of the place it was built (usually just
     before, at the caller's scope: ``~/Linear_0/__call__/w``); a plain function
-    that creates params puts them under ``<Sequential path>/__call__/``.
+    that creates params, or builds modules when called, puts them under
+    ``<Sequential path>/__call__/`` (``~/Sequential_0/__call__/Linear_0/...``).
 
     Example::
 
