@@ -77,7 +77,7 @@ class OutsideTransformTest(parameterized.TestCase):
 
     def test_exports(self):
         self.assertCountEqual(L.__all__, ["cond", "switch", "layer_stack", "fori_loop",
-                                          "while_loop", "remat", "scan", "vmap"])
+                                          "while_loop", "remat", "scan", "vmap", "eager_cache"])
 
 
 def _mlp_blocks(use_remat, depth=8, block=4, width=32):
@@ -776,7 +776,7 @@ class EverythingTest(absltest.TestCase):
 class EagerCacheTest(absltest.TestCase):
 
     def test_eager_calls_reuse_the_compiled_computation_with_fresh_values(self):
-        from minihaiku.lifted import _frames
+        from minihaiku.lifted import _eager_cache
 
         def f(xs, scale):
             layer = Linear(3)
@@ -794,9 +794,9 @@ class EagerCacheTest(absltest.TestCase):
             return jax.lax.scan(step, jnp.zeros(3), xs)[1]
 
         assert_close(apply(p1, None, xs, 0.5), ref(p1, 0.5))
-        cached = len(_frames._COMPILED)
+        cached = len(_eager_cache._CACHE)
         assert_close(apply(p2, None, xs, 0.5), ref(p2, 0.5))  # new params, same program
-        self.assertEqual(len(_frames._COMPILED), cached)
+        self.assertEqual(len(_eager_cache._CACHE), cached)
         assert_close(apply(p2, None, xs, 2.0), ref(p2, 2.0))  # another literal
 
     def test_constants_of_a_nested_jit_are_never_baked_in(self):

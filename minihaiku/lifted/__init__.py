@@ -7,14 +7,13 @@ a frame pushed inside it, and brings the new params and state back out (see
 the plain ``jax`` function to use instead.
 """
 
-from minihaiku.lifted.cond import cond
-from minihaiku.lifted.cond import switch
+from minihaiku.lifted._eager_cache import eager_cache
+from minihaiku.lifted.cond import cond, switch
 from minihaiku.lifted.layer_stack import layer_stack
-from minihaiku.lifted.loops import fori_loop
-from minihaiku.lifted.loops import while_loop
+from minihaiku.lifted.loops import fori_loop, while_loop
 from minihaiku.lifted.remat import remat
 from minihaiku.lifted.scan import scan
 from minihaiku.lifted.vmap import vmap
 
 __all__ = ["cond", "switch", "layer_stack", "fori_loop", "while_loop", "remat", "scan",
-           "vmap"]
+           "vmap", "eager_cache"]

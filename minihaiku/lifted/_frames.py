@@ -28,13 +28,9 @@ of the counters and only the counters of the last trace are kept.
 
 import collections
 import contextlib
-import functools
-import threading
-from typing import Callable, Iterator, Mapping, Optional
+from collections.abc import Callable, Iterator, Mapping
 
 import jax
-import numpy as np
-from jax.extend import core as jax_core
 
 from minihaiku import errors
 from minihaiku import frame as frame_lib
@@ -73,14 +69,14 @@ class Lift:
     def is_init(self) -> bool:
         return self.outer.is_init
 
-    def draw_key(self) -> Optional[jax.Array]:
+    def draw_key(self) -> jax.Array | None:
         """One key from the outer rng for the whole lifted call (or ``None``)."""
         rng = self.outer.rng
         return None if rng is None else next(rng)
 
     @contextlib.contextmanager
     def frame(self, params: Mapping, state: Mapping, key,
-              counters: Optional[dict] = None) -> Iterator[frame_lib.Frame]:
+              counters: dict | None = None) -> Iterator[frame_lib.Frame]:
         """Pushes an inner frame for one run (or trace) of the body.
 
         ``params`` and ``state`` are copied, so the body never mutates what it
@@ -103,16 +99,16 @@ class Lift:
         self.end = inner.counters
 
     def run(self, fn: Callable, args: tuple, kwargs: Mapping, params: Mapping,
-            state: Mapping, key: Optional[jax.Array],
-            counters: Optional[dict] = None) -> tuple:
+            state: Mapping, key: jax.Array | None,
+            counters: dict | None = None) -> tuple:
         """Runs ``fn(*args, **kwargs)`` in an inner frame; returns ``(out, frame)``."""
         with self.frame(params, state, key, counters) as inner:
             out = fn(*args, **kwargs)
         return out, inner
 
-    def start_state(self, key: Optional[jax.Array], run: Callable[[], object],
-                    state: Optional[Mapping] = None,
-                    counters: Optional[dict] = None) -> dict:
+    def start_state(self, key: jax.Array | None, run: Callable[[], object],
+                    state: Mapping | None = None,
+                    counters: dict | None = None) -> dict:
         """The state a lifted op starts from; in init, first runs the body once.
 
         During init, ``run()`` is called in an inner frame outside the JAX
@@ -130,7 +126,7 @@ class Lift:
         return {**state, **inner.initial_state}
 
     def step(self, fn: Callable, args: tuple, params: Mapping, state: Mapping,
-             key: Optional[jax.Array]) -> tuple:
+             key: jax.Array | None) -> tuple:
         """One loop step of ``fn(*args)``; returns ``(out, state, carried key)``.
 
         The step draws from its own key split off the carried one, may not
@@ -190,7 +186,7 @@ def check_nothing_created(lift: Lift, inner: frame_lib.Frame, params: Mapping,
             "values and of running_init().")
 
 
-def stepped(key: Optional[jax.Array]) -> tuple:
+def stepped(key: jax.Array | None) -> tuple:
     """Splits a carried loop key into ``(next carried key, this step's key)``."""
     if key is None:
         return None, None
@@ -210,83 +206,3 @@ def check_state_kept(lift: Lift, before: Mapping, after: Mapping) -> None:
                 f"but the body set it to shape {jax.numpy.shape(new)} and dtype "
                 f"{jax.numpy.result_type(new)}. A loop carry must keep its type. "
                 "Fix: cast with .astype or reshape before mh.set_state.")
-
-
-# Printed jaxpr -> a jitted evaluator of it, most recently used last.
-_COMPILED: collections.OrderedDict = collections.OrderedDict()
-_COMPILED_MAX = 256
-_COMPILED_LOCK = threading.Lock()
-
-
-def call(fn: Callable, *args):
-    """Returns ``fn(*args)``, where ``fn`` applies one JAX transform to a fresh closure.
-
-    Under an outer JAX transform (e.g. ``jax.jit(apply)``) this is just
-    ``fn(*args)``. Eagerly, JAX would compile a fresh closure's ``lax.scan``
-    (or cond, while, ...) again at every call, which costs far more than
-    running it. So here it is traced to a jaxpr, and the executable compiled
-    for the first jaxpr printing the same (same primitives, shapes and
-    literals: the same computation, since every array it closes over is
-    passed in as an argument) is reused. A jaxpr whose text does not pin
-    down its computation (see ``_shareable``) is never shared.
-    """
-    if jax.config.jax_disable_jit or not _eager():
-        return fn(*args)
-    # Only arrays become inputs: Python values (a flag for an unmapped vmap
-    # argument, say) must reach the function as they are, as without us.
-    leaves, treedef = jax.tree_util.tree_flatten(args)
-    where = [i for i, leaf in enumerate(leaves) if isinstance(leaf, (jax.Array, np.ndarray))]
-
-    def traced(*arrays):
-        full = list(leaves)
-        for i, array in zip(where, arrays):
-            full[i] = array
-        return fn(*jax.tree_util.tree_unflatten(treedef, full))
-
-    flat_args = [leaves[i] for i in where]
-    closed, out_shape = jax.make_jaxpr(traced, return_shape=True)(*flat_args)
-    key = str(closed.jaxpr)
-    if not _shareable(closed, key):
-        flat_out = jax_core.jaxpr_as_fun(closed)(*flat_args)
-    else:
-        with _COMPILED_LOCK:
-            run = _COMPILED.pop(key, None) or jax.jit(functools.partial(_eval, closed.jaxpr))
-            _COMPILED[key] = run
-            if len(_COMPILED) > _COMPILED_MAX:
-                _COMPILED.popitem(last=False)
-        flat_out = run(closed.consts, flat_args)
-    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), flat_out)
-
-
-def _shareable(closed, text: str) -> bool:
-    """Whether ``text`` alone pins down what ``closed`` computes.
-
-    The top-level consts are passed in at every call, but constants of a
-    nested closed jaxpr (e.g. of a ``jax.jit`` inside the body) print only as
-    their type, and effects, callbacks or objects print as names or
-    addresses: printing could not tell two such computations apart.
-    """
-    if closed.effects or "callback" in text or " at 0x" in text:
-        return False
-    return not _nested_consts(closed.jaxpr)
-
-
-def _nested_consts(jaxpr) -> bool:
-    for eqn in jaxpr.eqns:
-        for param in eqn.params.values():
-            for sub in param if isinstance(param, (tuple, list)) else (param,):
-                if isinstance(sub, jax_core.ClosedJaxpr):
-                    if sub.consts or _nested_consts(sub.jaxpr):
-                        return True
-                elif isinstance(sub, jax_core.Jaxpr) and _nested_consts(sub):
-                    return True
-    return False
-
-
-def _eval(jaxpr, consts, flat_args):
-    return jax.core.eval_jaxpr(jaxpr, consts, *flat_args)
-
-
-def _eager() -> bool:
-    """Whether JAX is evaluating eagerly right now (no transform is tracing)."""
-    return type(jax_core.find_top_trace(())).__name__ == "EvalTrace"

@@ -1,11 +1,12 @@
 """``cond`` and ``switch``: ``jax.lax`` branches that may use params, state and keys."""
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from minihaiku.lifted import _frames
+from minihaiku.lifted import _eager_cache, _frames
 
 
 def cond(pred: Any, true_fn: Callable[..., Any], false_fn: Callable[..., Any],
@@ -80,7 +81,7 @@ def _branch(name, jax_name, index, branches, operands):
             return out, inner.state
         return run
 
-    out, state = _frames.call(
+    out, state = _eager_cache.run_transform(
         lambda *args: jax.lax.switch(index, [lifted_branch(i) for i in range(len(branches))],
                                      *args),
         state, key, operands)

@@ -1,12 +1,12 @@
 """``layer_stack``: n layers with stacked params and state, run as one scan."""
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 
 from minihaiku import errors
-from minihaiku.lifted import _frames
+from minihaiku.lifted import _eager_cache, _frames
 
 
 def layer_stack(num_layers: int, *, unroll: int = 1) -> Callable[[Callable], Callable]:
@@ -59,7 +59,7 @@ def _init(lift, f, x, args, kwargs, keys, unroll, num_layers):
         return x, (_frames.created(inner.params), _frames.created(inner.initial_state),
                    _frames.created(inner.state))
 
-    x, (params, initial_state, state) = _frames.call(
+    x, (params, initial_state, state) = _eager_cache.run_transform(
         lambda x, keys: jax.lax.scan(layer, x, keys, length=num_layers, unroll=unroll),
         x, keys)
     outer = lift.outer
@@ -90,7 +90,7 @@ def _apply(lift, f, x, args, kwargs, keys, unroll, num_layers):
         changed = {p: v for p, v in inner.state.items() if v is not state[p]}
         return x, changed
 
-    x, changed = _frames.call(
+    x, changed = _eager_cache.run_transform(
         lambda x, xs: jax.lax.scan(layer, x, xs, length=num_layers, unroll=unroll),
         x, (params, state, keys))
     lift.commit(state=changed)

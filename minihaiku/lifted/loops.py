@@ -1,12 +1,13 @@
 """``fori_loop`` and ``while_loop`` whose bodies may use params, state and keys."""
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from minihaiku import errors
-from minihaiku.lifted import _frames
+from minihaiku.lifted import _eager_cache, _frames
 
 
 def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any],
@@ -33,7 +34,7 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any],
         return lift.step(body_fun, (i, val), params, state, key)
 
     # Bounds stay closed over: Python ints keep fori_loop reverse-differentiable.
-    val, state, _ = _frames.call(lambda carry: jax.lax.fori_loop(lower, upper, step, carry),
+    val, state, _ = _eager_cache.run_transform(lambda carry: jax.lax.fori_loop(lower, upper, step, carry),
                                  (init_val, state, key))
     lift.commit(state=state)
     return val
@@ -81,7 +82,7 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
         val, state, key = carry
         return lift.step(body_fun, (val,), params, state, key)
 
-    val, state, _ = _frames.call(lambda carry: jax.lax.while_loop(cond, body, carry),
+    val, state, _ = _eager_cache.run_transform(lambda carry: jax.lax.while_loop(cond, body, carry),
                                  (init_val, state, key))
     lift.commit(state=state)
     return val

@@ -1,17 +1,18 @@
 """``remat``: ``jax.checkpoint`` inside a transformed function."""
 
 import functools
-from typing import Any, Callable, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 
 from minihaiku import rng as rng_lib
-from minihaiku.lifted import _frames
+from minihaiku.lifted import _eager_cache, _frames
 
 
-def remat(f: Callable[..., Any], *, policy: Optional[Callable[..., bool]] = None,
+def remat(f: Callable[..., Any], *, policy: Callable[..., bool] | None = None,
           prevent_cse: bool = True,
-          static_argnums: Union[int, Sequence[int]] = ()) -> Callable[..., Any]:
+          static_argnums: int | Sequence[int] = ()) -> Callable[..., Any]:
     """``jax.checkpoint`` of ``f``, which may use params, state and keys.
 
     The backward pass recomputes ``f``'s intermediate values instead of
@@ -62,7 +63,7 @@ def remat(f: Callable[..., Any], *, policy: Optional[Callable[..., bool]] = None
                     None if inner_seq is None else inner_seq.snapshot())
 
         checkpointed = jax.checkpoint(body, prevent_cse=prevent_cse, policy=policy)
-        out, state, initial_state, snapshot = _frames.call(
+        out, state, initial_state, snapshot = _eager_cache.run_transform(
             checkpointed, outer.state, None if seq is None else seq.snapshot(), dynamic)
         if seq is not None:
             seq.restore(snapshot)

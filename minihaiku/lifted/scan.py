@@ -1,15 +1,16 @@
 """``scan``: ``jax.lax.scan`` whose body may use params, state and keys."""
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from minihaiku.lifted import _frames
+from minihaiku.lifted import _eager_cache, _frames
 
 
 def scan(f: Callable[[Any, Any], tuple], init: Any, xs: Any,
-         length: Optional[int] = None, reverse: bool = False,
+         length: int | None = None, reverse: bool = False,
          unroll: int = 1) -> tuple:
     """``jax.lax.scan`` of ``f(carry, x) -> (carry, y)`` inside a transform.
 
@@ -52,7 +53,7 @@ def scan(f: Callable[[Any, Any], tuple], init: Any, xs: Any,
     def run(carry, xs):
         return jax.lax.scan(step, carry, xs, length=length, reverse=reverse, unroll=unroll)
 
-    (carry, state, _), ys = _frames.call(run, (init, state, key), xs)
+    (carry, state, _), ys = _eager_cache.run_transform(run, (init, state, key), xs)
     lift.commit(state=state)
     return carry, ys
 

@@ -2,19 +2,20 @@
 
 import functools
 import itertools
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import jax
 
 from minihaiku import errors
-from minihaiku.lifted import _frames
+from minihaiku.lifted import _eager_cache, _frames
 
 # next() on a count is atomic, so threads building vmaps get distinct names.
 _AXIS_IDS = itertools.count()
 
 
 def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
-         axis_size: Optional[int] = None, *, split_rng: bool) -> Callable[..., Any]:
+         axis_size: int | None = None, *, split_rng: bool) -> Callable[..., Any]:
     """``jax.vmap`` of ``f``, which may use params, state and keys.
 
     Params are shared by all examples (broadcast, never mapped). State is
@@ -66,7 +67,7 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
                                     state, key, *args, **kwargs)
 
             try:
-                return _frames.call(vmapped, state, key, args, kwargs)
+                return _eager_cache.run_transform(vmapped, state, key, args, kwargs)
             except ValueError as e:
                 if "out_axes" not in str(e):
                     raise
