@@ -23,7 +23,13 @@ The inner frame starts from the outer frame's scope and a copy of its module
 counters, so modules built inside the body get the paths they would get if
 built outside. JAX may trace a body more than once (e.g. ``lax.scan``
 re-traces when weak types change), so every trace starts from the same copy
-of the counters and only the counters of the last trace are kept.
+of the counters (``start_counters``) and only the counters of the last trace
+are kept (``end_counters``).
+
+In init, loops and branches first run their body once outside the JAX
+transform (:meth:`Lift.init_pass`), so the params and state it creates are
+real values; the traced body then only reads them. Eagerly, the JAX transform
+itself runs through ``_eager_cache.run_transform``.
 """
 
 import collections
@@ -43,11 +49,11 @@ class Lift:
     Attributes:
       name: the lifted function, e.g. ``mh.lifted.scan``; used in messages.
       outer: the frame active when the lifted function was called.
-      start: the module counters every traced body starts from.
-      end: the counters after the last traced body, or ``None``.
+      start_counters: the module counters every traced body starts from.
+      end_counters: the counters after the last traced body, or ``None``.
     """
 
-    __slots__ = ("name", "outer", "start", "end")
+    __slots__ = ("name", "outer", "start_counters", "end_counters")
 
     def __init__(self, name: str, jax_name: str):
         stack = frame_lib.frames()
@@ -62,8 +68,8 @@ class Lift:
         # A lifted function inside a raw JAX transform would leak its results
         # out of that transform just like get_param would.
         frame_lib.check_trace(self.outer, name, self.outer.scope)
-        self.start = dict(self.outer.counters)
-        self.end = None
+        self.start_counters = dict(self.outer.counters)
+        self.end_counters = None
 
     @property
     def is_init(self) -> bool:
@@ -90,13 +96,13 @@ class Lift:
         inner = frame_lib.Frame(
             dict(params), dict(state), key,
             outer.is_init, outer.allow_state, outer.scope,
-            dict(self.start if counters is None else counters))
+            dict(self.start_counters if counters is None else counters))
         frame_lib.push(inner)
         try:
             yield inner
         finally:
             frame_lib.pop(inner)
-        self.end = inner.counters
+        self.end_counters = inner.counters
 
     def run(self, fn: Callable, args: tuple, kwargs: Mapping, params: Mapping,
             state: Mapping, key: jax.Array | None,
@@ -106,7 +112,7 @@ class Lift:
             out = fn(*args, **kwargs)
         return out, inner
 
-    def start_state(self, key: jax.Array | None, run: Callable[[], object],
+    def init_pass(self, key: jax.Array | None, run: Callable[[], object],
                     state: Mapping | None = None,
                     counters: dict | None = None) -> dict:
         """The state a lifted op starts from; in init, first runs the body once.
@@ -132,7 +138,7 @@ class Lift:
         The step draws from its own key split off the carried one, may not
         create params or state, and must keep every state entry's type.
         """
-        key, step_key = stepped(key)
+        key, step_key = split_carried_key(key)
         out, inner = self.run(fn, args, {}, params, state, step_key)
         check_nothing_created(self, inner, params, state)
         check_state_kept(self, state, inner.state)
@@ -154,8 +160,8 @@ class Lift:
             outer.state.update(state)
         for path, value in dict(initial_state).items():
             outer.initial_state.setdefault(path, value)
-        if self.end is not None:
-            outer.counters.update(self.end)
+        if self.end_counters is not None:
+            outer.counters.update(self.end_counters)
 
 
 def created(inner: Mapping, before: Mapping = ()) -> collections.OrderedDict:
@@ -186,7 +192,7 @@ def check_nothing_created(lift: Lift, inner: frame_lib.Frame, params: Mapping,
             "values and of running_init().")
 
 
-def stepped(key: jax.Array | None) -> tuple:
+def split_carried_key(key: jax.Array | None) -> tuple:
     """Splits a carried loop key into ``(next carried key, this step's key)``."""
     if key is None:
         return None, None

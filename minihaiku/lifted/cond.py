@@ -45,17 +45,17 @@ def _branch(name, jax_name, index, branches, operands):
     outer = lift.outer
     # Branch i's modules are counted after those of branches 0..i-1, in init
     # and in apply alike; jax.lax.switch traces its branches in order.
-    starts = [lift.start]
-    init_key, key = _frames.stepped(lift.draw_key())
+    starts = [lift.start_counters]
+    init_key, key = _frames.split_carried_key(lift.draw_key())
     state = outer.state
     if outer.is_init:
         init_keys = [None] * len(branches) if init_key is None else jax.random.split(
             init_key, len(branches))
-        for branch, branch_key in zip(branches, init_keys):
+        for branch, branch_key in zip(branches, init_keys, strict=True):
             # Each branch sees the params and state the earlier ones created.
-            state = lift.start_state(branch_key, lambda: branch(*operands), state,
+            state = lift.init_pass(branch_key, lambda branch=branch: branch(*operands), state,
                                      counters=starts[-1])
-            starts.append(lift.end)
+            starts.append(lift.end_counters)
     params = outer.params
 
     def count(i, state, key):
@@ -66,10 +66,10 @@ def _branch(name, jax_name, index, branches, operands):
         """
         while len(starts) <= i:
             j = len(starts) - 1
-            jax.eval_shape(lambda state, key, operands: lift.run(
+            jax.eval_shape(lambda state, key, operands, j=j: lift.run(
                 branches[j], operands, {}, params, state, key, starts[j])[0],
                 state, key, operands)
-            starts.append(lift.end)
+            starts.append(lift.end_counters)
 
     def lifted_branch(i):
         def run(state, key, operands):
@@ -87,6 +87,6 @@ def _branch(name, jax_name, index, branches, operands):
         state, key, operands)
     # Modules built after the branches are counted after all of them.
     count(len(branches), state, key)
-    lift.end = starts[-1]
+    lift.end_counters = starts[-1]
     lift.commit(state=state)
     return out

@@ -25,8 +25,8 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any],
         return mh.lifted.fori_loop(0, 3, lambda i, x: jnp.tanh(layer(x)), x)
     """
     lift = _frames.Lift("mh.lifted.fori_loop", "jax.lax.fori_loop")
-    init_key, key = _frames.stepped(lift.draw_key())
-    state = lift.start_state(init_key, lambda: body_fun(jnp.asarray(lower), init_val))
+    init_key, key = _frames.split_carried_key(lift.draw_key())
+    state = lift.init_pass(init_key, lambda: body_fun(jnp.asarray(lower), init_val))
     params = lift.outer.params
 
     def step(i, carry):
@@ -34,8 +34,8 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any],
         return lift.step(body_fun, (i, val), params, state, key)
 
     # Bounds stay closed over: Python ints keep fori_loop reverse-differentiable.
-    val, state, _ = _eager_cache.run_transform(lambda carry: jax.lax.fori_loop(lower, upper, step, carry),
-                                 (init_val, state, key))
+    val, state, _ = _eager_cache.run_transform(
+        lambda carry: jax.lax.fori_loop(lower, upper, step, carry), (init_val, state, key))
     lift.commit(state=state)
     return val
 
@@ -63,8 +63,8 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
         cond_fun(init_val)
         return body_fun(init_val)
 
-    init_key, key = _frames.stepped(lift.draw_key())
-    state = lift.start_state(init_key, init_run)
+    init_key, key = _frames.split_carried_key(lift.draw_key())
+    state = lift.init_pass(init_key, init_run)
     params = lift.outer.params
 
     def cond(carry):
@@ -82,8 +82,8 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
         val, state, key = carry
         return lift.step(body_fun, (val,), params, state, key)
 
-    val, state, _ = _eager_cache.run_transform(lambda carry: jax.lax.while_loop(cond, body, carry),
-                                 (init_val, state, key))
+    val, state, _ = _eager_cache.run_transform(
+        lambda carry: jax.lax.while_loop(cond, body, carry), (init_val, state, key))
     lift.commit(state=state)
     return val
 

@@ -41,8 +41,8 @@ def scan(f: Callable[[Any, Any], tuple], init: Any, xs: Any,
     outer = lift.outer
     # Init and apply split the same way, so with the same rng they compute
     # the same outputs.
-    init_key, key = _frames.stepped(lift.draw_key())
-    state = lift.start_state(init_key, lambda: f(init, _first_step(xs, length, reverse)))
+    init_key, key = _frames.split_carried_key(lift.draw_key())
+    state = lift.init_pass(init_key, lambda: f(init, _first_step(xs, length, reverse)))
     params = outer.params
 
     def step(carry, x):

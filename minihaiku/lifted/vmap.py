@@ -81,7 +81,7 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
 
         key = lift.draw_key()
         if split_rng:
-            shared_key, key = _frames.stepped(key)
+            shared_key, key = _frames.split_carried_key(key)
         if outer.is_init and split_rng:
             # Params come from keys shared by all examples; the outputs from
             # a second run where each example has its own keys.
@@ -110,7 +110,7 @@ def _per_example(vmapped, state, key, args, kwargs) -> list:
             shared = [0, 0, 0]
             shared[i] = type(outputs)((p, None if p == path else 0) for p in outputs)
             try:
-                jax.eval_shape(lambda *a: vmapped(*a, shared=tuple(shared)),
+                jax.eval_shape(lambda *a, shared=tuple(shared): vmapped(*a, shared=shared),
                                state, key, args, kwargs)
             except ValueError:
                 if path not in bad:
