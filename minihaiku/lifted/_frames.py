@@ -94,7 +94,7 @@ class Lift:
         if isinstance(key, jax.Array):
             key = rng_lib.PRNGSequence(key)
         inner = frame_lib.Frame(
-            dict(params), dict(state), key,
+            _copy(params), _copy(state), key,
             outer.is_init, outer.allow_state, outer.scope,
             dict(self.start_counters if counters is None else counters))
         frame_lib.push(inner)
@@ -162,6 +162,11 @@ class Lift:
             outer.initial_state.setdefault(path, value)
         if self.end_counters is not None:
             outer.counters.update(self.end_counters)
+
+
+def _copy(values: Mapping) -> dict:
+    """A dict copy; a dict subclass (e.g. ``layer_stack``'s per-layer view) keeps its class."""
+    return values.copy() if isinstance(values, dict) else dict(values)
 
 
 def created(inner: Mapping, before: Mapping = ()) -> collections.OrderedDict:

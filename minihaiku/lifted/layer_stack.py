@@ -44,58 +44,78 @@ def layer_stack(num_layers: int, *, unroll: int = 1) -> Callable[[Callable], Cal
             lift = _frames.Lift("mh.lifted.layer_stack", "jax.lax.scan")
             key = lift.draw_key()
             keys = None if key is None else jax.random.split(key, num_layers)
-            if lift.is_init:
-                return _init(lift, f, x, args, kwargs, keys, unroll, num_layers)
-            return _apply(lift, f, x, args, kwargs, keys, unroll, num_layers)
+            return _stack(lift, f, x, args, kwargs, keys, unroll, num_layers)
 
         return stacked
 
     return decorator
 
 
-def _init(lift, f, x, args, kwargs, keys, unroll, num_layers):
-    def layer(x, key):
-        x, inner = lift.run(f, (x,) + args, kwargs, {}, {}, key)
-        return x, (_frames.created(inner.params), _frames.created(inner.initial_state),
-                   _frames.created(inner.state))
+def _stack(lift, f, x, args, kwargs, keys, unroll, num_layers):
+    """Scans ``f`` over the layers: init and apply alike.
 
-    x, (params, initial_state, state) = _eager_cache.run_transform(
-        lambda x, keys: jax.lax.scan(layer, x, keys, length=num_layers, unroll=unroll),
-        x, keys)
+    Entries that already exist with a leading axis of ``num_layers`` (made by
+    an init pass of an enclosing lifted op, or by an earlier call of the same
+    module) are offered to each layer as its slice and reused; entries the
+    body creates (init) come out of the scan stacked.
+    """
     outer = lift.outer
-    clash = [p for p in list(params) + list(initial_state) if p in outer.params
-             or p in outer.state]
-    if clash:
-        raise errors.MiniHaikuError(
-            f"mh.lifted.layer_stack: {clash} already exist outside the stack, but "
-            "every param and state entry used inside a layer_stack is per-layer. "
-            "Fix: build the modules used in the stacked function inside it, or "
-            "call them outside the stack.")
-    lift.commit(params, state, initial_state)
-    return x
-
-
-def _apply(lift, f, x, args, kwargs, keys, unroll, num_layers):
-    outer = lift.outer
-    # Which paths belong to the stack is only known once the body runs, so
-    # every entry with a leading axis of num_layers is offered, sliced; the
-    # ones the body does not read are dead code for XLA.
     params = _per_layer(outer.params, num_layers)
     state = _per_layer(outer.state, num_layers)
 
     def layer(x, layer_xs):
         params, state, key = layer_xs
-        x, inner = lift.run(f, (x,) + args, kwargs, params, state, key)
+        x, inner = lift.run(f, (x,) + args, kwargs, _Layer(params, outer.params, num_layers),
+                            _Layer(state, outer.state, num_layers), key)
         _frames.check_state_kept(lift, state, inner.state)
-        changed = {p: v for p, v in inner.state.items() if v is not state[p]}
-        return x, changed
+        changed = {p: inner.state[p] for p, v in state.items() if inner.state[p] is not v}
+        new = _frames.created(inner.state, state)
+        return x, (changed, _frames.created(inner.params, params),
+                   _frames.created(inner.initial_state, state), new)
 
-    x, changed = _eager_cache.run_transform(
+    x, (changed, new_params, initial_state, new_state) = _eager_cache.run_transform(
         lambda x, xs: jax.lax.scan(layer, x, xs, length=num_layers, unroll=unroll),
         x, (params, state, keys))
-    lift.commit(state=changed)
+    lift.commit(new_params, {**changed, **new_state}, initial_state)
     return x
 
 
 def _per_layer(values, num_layers):
     return {p: v for p, v in values.items() if v.ndim and v.shape[0] == num_layers}
+
+
+class _Layer(dict):
+    """One layer's slices of the stacked params (or state) in the body's frame.
+
+    A path that exists outside but is not stacked with this depth cannot be
+    one layer's entry: reading it is a ``MismatchError`` naming its shape.
+    """
+
+    __slots__ = ("_outside", "_num_layers")
+
+    def __init__(self, slices, outside, num_layers):
+        super().__init__(slices)
+        self._outside = outside
+        self._num_layers = num_layers
+
+    def copy(self):
+        return _Layer(self, self._outside, self._num_layers)
+
+    def get(self, path, default=None):
+        value = dict.get(self, path, _ABSENT)
+        if value is not _ABSENT:
+            return value
+        if path in self._outside:
+            shape = tuple(jax.numpy.shape(self._outside[path]))
+            raise errors.MismatchError(
+                f"mh.lifted.layer_stack({self._num_layers}) reads '{path}', which exists "
+                f"with shape {shape}: its leading axis is not {self._num_layers}. Every "
+                "param and state entry used inside a layer_stack is per-layer, stacked "
+                f"with a leading axis of num_layers={self._num_layers}; '{path}' was made "
+                "outside the stack or by a stack of another depth. Fix: build the "
+                "modules used in the stacked function inside it (or call them outside "
+                "the stack), and init and apply with the same num_layers.")
+        return default
+
+
+_ABSENT = object()
