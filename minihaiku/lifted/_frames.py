@@ -37,6 +37,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping
 
 import jax
+import numpy as np
 
 from minihaiku import errors
 from minihaiku import frame as frame_lib
@@ -162,6 +163,23 @@ class Lift:
             outer.initial_state.setdefault(path, value)
         if self.end_counters is not None:
             outer.counters.update(self.end_counters)
+
+
+def as_traced(tree):
+    """``tree`` as ``jax.lax`` hands it to a traced body: Python and numpy values as arrays.
+
+    An init pass runs the body on concrete operands outside the JAX
+    transform; converting them as ``jax.lax`` does (Python scalars to weakly
+    typed arrays) lets the body read ``x.shape`` / ``x.dtype`` in init as in
+    apply.
+    """
+    return jax.tree_util.tree_map(_as_array, tree)
+
+
+def _as_array(leaf):
+    if isinstance(leaf, (bool, int, float, complex, np.ndarray, np.generic)):
+        return jax.numpy.asarray(leaf)
+    return leaf
 
 
 def _copy(values: Mapping) -> dict:

@@ -49,11 +49,12 @@ def _branch(name, jax_name, index, branches, operands):
     init_key, key = _frames.split_carried_key(lift.draw_key())
     state = outer.state
     if outer.is_init:
+        init_operands = _frames.as_traced(operands)
         init_keys = [None] * len(branches) if init_key is None else jax.random.split(
             init_key, len(branches))
         for branch, branch_key in zip(branches, init_keys, strict=True):
             # Each branch sees the params and state the earlier ones created.
-            state = lift.init_pass(branch_key, lambda branch=branch: branch(*operands), state,
+            state = lift.init_pass(branch_key, lambda branch=branch: branch(*init_operands), state,
                                      counters=starts[-1])
             starts.append(lift.end_counters)
     params = outer.params

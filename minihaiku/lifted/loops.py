@@ -26,7 +26,8 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any],
     """
     lift = _frames.Lift("mh.lifted.fori_loop", "jax.lax.fori_loop")
     init_key, key = _frames.split_carried_key(lift.draw_key())
-    state = lift.init_pass(init_key, lambda: body_fun(jnp.asarray(lower), init_val))
+    state = lift.init_pass(init_key, lambda: body_fun(
+        jnp.asarray(lower, jnp.result_type(lower, upper)), _frames.as_traced(init_val)))
     params = lift.outer.params
 
     def step(i, carry):
@@ -60,8 +61,9 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
     lift = _frames.Lift("mh.lifted.while_loop", "jax.lax.while_loop")
 
     def init_run():
-        cond_fun(init_val)
-        return body_fun(init_val)
+        val = _frames.as_traced(init_val)
+        cond_fun(val)
+        return body_fun(val)
 
     init_key, key = _frames.split_carried_key(lift.draw_key())
     state = lift.init_pass(init_key, init_run)

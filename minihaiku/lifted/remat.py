@@ -46,8 +46,12 @@ def remat(f: Callable[..., Any], *, policy: Callable[..., bool] | None = None,
         if outer.is_init:
             # Checkpointing only matters for a backward pass; running f in
             # the outer frame keeps remat(f)'s init identical to f's.
-            return f(*args, **kwargs)
-        static = {i % len(args): args[i] for i in statics if -len(args) <= i < len(args)}
+            static = _statics(args, statics)
+            # Arguments as jax.checkpoint traces them in apply (keyword
+            # arguments are closed over there, so they stay as given).
+            return f(*[a if i in static else _frames.as_traced(a) for i, a in enumerate(args)],
+                     **kwargs)
+        static = _statics(args, statics)
         dynamic = [a for i, a in enumerate(args) if i not in static]
 
         # The outer key sequence goes in and comes back out as arrays, so f
@@ -71,3 +75,8 @@ def remat(f: Callable[..., Any], *, policy: Callable[..., bool] | None = None,
         return out
 
     return rematted
+
+
+def _statics(args, statics) -> dict:
+    """Position -> value of the static arguments present in ``args``."""
+    return {i % len(args): args[i] for i in statics if -len(args) <= i < len(args)}

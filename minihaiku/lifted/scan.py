@@ -42,7 +42,8 @@ def scan(f: Callable[[Any, Any], tuple], init: Any, xs: Any,
     # Init and apply split the same way, so with the same rng they compute
     # the same outputs.
     init_key, key = _frames.split_carried_key(lift.draw_key())
-    state = lift.init_pass(init_key, lambda: f(init, _first_step(xs, length, reverse)))
+    state = lift.init_pass(init_key, lambda: f(
+        _frames.as_traced(init), _frames.as_traced(_first_step(xs, length, reverse))))
     params = outer.params
 
     def step(carry, x):
