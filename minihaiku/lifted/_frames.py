@@ -42,6 +42,7 @@ import numpy as np
 from minihaiku import errors
 from minihaiku import frame as frame_lib
 from minihaiku import rng as rng_lib
+from minihaiku.lifted import _keys
 
 
 class Lift:
@@ -76,10 +77,12 @@ class Lift:
     def is_init(self) -> bool:
         return self.outer.is_init
 
-    def draw_key(self) -> jax.Array | None:
-        """One key from the outer rng for the whole lifted call (or ``None``)."""
+    def draw_key(self):
+        """One key from the outer rng for the whole lifted call (``None`` or a ``NoKeys``)."""
         rng = self.outer.rng
-        return None if rng is None else next(rng)
+        if rng is None or isinstance(rng, _keys.NoKeys):
+            return rng  # passed on as is: only drawing from a NoKeys is an error
+        return next(rng)
 
     @contextlib.contextmanager
     def frame(self, params: Mapping, state: Mapping, key,
@@ -139,7 +142,7 @@ class Lift:
         The step draws from its own key split off the carried one, may not
         create params or state, and must keep every state entry's type.
         """
-        key, step_key = split_carried_key(key)
+        key, step_key = _keys.split_carried_key(key)
         out, inner = self.run(fn, args, {}, params, state, step_key)
         check_nothing_created(self, inner, params, state)
         check_state_kept(self, state, inner.state)
@@ -208,19 +211,11 @@ def check_nothing_created(lift: Lift, inner: frame_lib.Frame, params: Mapping,
     """
     new = list(created(inner.params, params)) + list(created(inner.state, state))
     if new:
-        raise errors.MiniHaikuError(
+        raise errors.LiftedBodyError(
             f"{lift.name} created {new} while tracing its body, but not when "
             "it first ran the body to create params and state. Fix: make the "
             "params and state the body creates independent of its inputs' "
             "values and of running_init().")
-
-
-def split_carried_key(key: jax.Array | None) -> tuple:
-    """Splits a carried loop key into ``(next carried key, this step's key)``."""
-    if key is None:
-        return None, None
-    carried, step = jax.random.split(key)
-    return carried, step
 
 
 def check_state_kept(lift: Lift, before: Mapping, after: Mapping) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from minihaiku.lifted import _eager_cache, _frames
+from minihaiku.lifted import _eager_cache, _frames, _keys
 
 
 def cond(pred: Any, true_fn: Callable[..., Any], false_fn: Callable[..., Any],
@@ -46,12 +46,11 @@ def _branch(name, jax_name, index, branches, operands):
     # Branch i's modules are counted after those of branches 0..i-1, in init
     # and in apply alike; jax.lax.switch traces its branches in order.
     starts = [lift.start_counters]
-    init_key, key = _frames.split_carried_key(lift.draw_key())
+    init_key, key = _keys.split_carried_key(lift.draw_key())
     state = outer.state
     if outer.is_init:
         init_operands = _frames.as_traced(operands)
-        init_keys = [None] * len(branches) if init_key is None else jax.random.split(
-            init_key, len(branches))
+        init_keys = _keys.split_list(init_key, len(branches))
         for branch, branch_key in zip(branches, init_keys, strict=True):
             # Each branch sees the params and state the earlier ones created.
             state = lift.init_pass(branch_key, lambda branch=branch: branch(*init_operands), state,

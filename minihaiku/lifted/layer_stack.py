@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from minihaiku import errors
-from minihaiku.lifted import _eager_cache, _frames
+from minihaiku.lifted import _eager_cache, _frames, _keys
 
 
 def layer_stack(num_layers: int, *, unroll: int = 1, reverse: bool = False,
@@ -64,7 +64,7 @@ def layer_stack(num_layers: int, *, unroll: int = 1, reverse: bool = False,
         def stacked(x, *args, **kwargs):
             lift = _frames.Lift("mh.lifted.layer_stack", "jax.lax.scan")
             key = lift.draw_key()
-            keys = None if key is None else jax.random.split(key, num_layers)
+            keys = _keys.split_stacked(key, num_layers)
             return scan(lift, f, x, args, kwargs, keys)
 
         return stacked

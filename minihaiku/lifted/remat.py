@@ -7,7 +7,7 @@ from typing import Any
 import jax
 
 from minihaiku import rng as rng_lib
-from minihaiku.lifted import _eager_cache, _frames
+from minihaiku.lifted import _eager_cache, _frames, _keys
 
 
 def remat(f: Callable[..., Any], *, policy: Callable[..., bool] | None = None,
@@ -61,7 +61,7 @@ def remat(f: Callable[..., Any], *, policy: Callable[..., bool] | None = None,
         def body(state, snapshot, dynamic):
             it = iter(dynamic)
             full = [static[i] if i in static else next(it) for i in range(len(args))]
-            inner_seq = None if snapshot is None else rng_lib.PRNGSequence.from_snapshot(snapshot)
+            inner_seq = _sequence(snapshot)
             out, inner = lift.run(f, full, kwargs, outer.params, state, inner_seq)
             return (out, inner.state, _frames.created(inner.initial_state),
                     None if inner_seq is None else inner_seq.snapshot())
@@ -80,3 +80,10 @@ def remat(f: Callable[..., Any], *, policy: Callable[..., bool] | None = None,
 def _statics(args, statics) -> dict:
     """Position -> value of the static arguments present in ``args``."""
     return {i % len(args): args[i] for i in statics if -len(args) <= i < len(args)}
+
+
+def _sequence(snapshot):
+    """The key sequence continuing from ``snapshot`` (``None`` and ``NoKeys`` pass as is)."""
+    if snapshot is None or isinstance(snapshot, _keys.NoKeys):
+        return snapshot
+    return rng_lib.PRNGSequence.from_snapshot(snapshot)

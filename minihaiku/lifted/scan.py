@@ -6,7 +6,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from minihaiku.lifted import _eager_cache, _frames
+from minihaiku.lifted import _eager_cache, _frames, _keys
 
 
 def scan(f: Callable[[Any, Any], tuple], init: Any, xs: Any,
@@ -41,7 +41,7 @@ def scan(f: Callable[[Any, Any], tuple], init: Any, xs: Any,
     outer = lift.outer
     # Init and apply split the same way, so with the same rng they compute
     # the same outputs.
-    init_key, key = _frames.split_carried_key(lift.draw_key())
+    init_key, key = _keys.split_carried_key(lift.draw_key())
     state = lift.init_pass(init_key, lambda: f(
         _frames.as_traced(init), _frames.as_traced(_first_step(xs, length, reverse))))
     params = outer.params

@@ -8,7 +8,7 @@ from typing import Any
 import jax
 
 from minihaiku import errors
-from minihaiku.lifted import _eager_cache, _frames
+from minihaiku.lifted import _eager_cache, _frames, _keys
 
 # next() on a count is atomic, so threads building vmaps get distinct names.
 _AXIS_IDS = itertools.count()
@@ -54,7 +54,7 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
 
         def run(state, key, split):
             def body(state, key, *args, **kwargs):
-                if split and key is not None:
+                if split and _keys.is_key(key):
                     key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
                 out, inner = lift.run(f, args, kwargs, outer.params, state, key)
                 return (out, _frames.created(inner.params, outer.params), inner.state,
@@ -81,7 +81,7 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
 
         key = lift.draw_key()
         if split_rng:
-            shared_key, key = _frames.split_carried_key(key)
+            shared_key, key = _keys.split_carried_key(key)
         if outer.is_init and split_rng:
             # Params come from keys shared by all examples; the outputs from
             # a second run where each example has its own keys.
