@@ -6,6 +6,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from minihaiku import errors
 from minihaiku.lifted import _eager_cache, _frames, _keys
 
 
@@ -75,18 +76,41 @@ def _branch(name, jax_name, index, branches, operands):
         def run(state, key, operands):
             count(i, state, key)
             out, inner = lift.run(branches[i], operands, {}, params, state, key, starts[i])
+            outputs[i] = jax.tree_util.tree_map(
+                lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), out)
             _frames.check_nothing_created(lift, inner, params, state)
             if len(starts) == i + 1:
                 starts.append(inner.counters)
             return out, inner.state
         return run
 
-    out, state = _eager_cache.run_transform(
-        lambda *args: jax.lax.switch(index, [lifted_branch(i) for i in range(len(branches))],
-                                     *args),
-        state, key, operands)
+    outputs = {}
+    try:
+        out, state = _eager_cache.run_transform(
+            lambda *args: jax.lax.switch(index, [lifted_branch(i) for i in range(len(branches))],
+                                         *args),
+            state, key, operands)
+    except TypeError as e:
+        if len(outputs) == len(branches) and len(set(map(str, outputs.values()))) > 1:
+            raise _mismatch_error(name, branches, outputs) from e
+        raise
     # Modules built after the branches are counted after all of them.
     count(len(branches), state, key)
     lift.end_counters = starts[-1]
     lift.commit(state=state)
     return out
+
+
+def _mismatch_error(name, branches, outputs) -> errors.LiftedBodyError:
+    """Names every branch (where it is defined) and the output shapes it returned."""
+    lines = []
+    for i, branch in enumerate(branches):
+        code = getattr(branch, "__code__", None)
+        where = "" if code is None else f" at {code.co_filename}:{code.co_firstlineno}"
+        shapes = jax.tree_util.tree_map(lambda s: f"{s.dtype}{list(s.shape)}", outputs[i])
+        lines.append(f"  branch {i}: {getattr(branch, '__qualname__', repr(branch))}"
+                     f"{where} returns {shapes}")
+    return errors.LiftedBodyError(
+        f"{name}: the branches return different shapes or dtypes:\n" + "\n".join(lines)
+        + "\nFix: make every branch return the same structure, shapes and dtypes (pad, "
+        "reshape or .astype inside the branch).")

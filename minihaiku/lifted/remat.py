@@ -6,6 +6,7 @@ from typing import Any
 
 import jax
 
+from minihaiku import errors
 from minihaiku import rng as rng_lib
 from minihaiku.lifted import _eager_cache, _frames, _keys
 
@@ -62,7 +63,10 @@ def remat(f: Callable[..., Any], *, policy: Callable[..., bool] | None = None,
             it = iter(dynamic)
             full = [static[i] if i in static else next(it) for i in range(len(args))]
             inner_seq = _sequence(snapshot)
-            out, inner = lift.run(f, full, kwargs, outer.params, state, inner_seq)
+            try:
+                out, inner = lift.run(f, full, kwargs, outer.params, state, inner_seq)
+            except jax.errors.ConcretizationTypeError as e:  # e.g. TracerBoolConversionError
+                raise _traced_flag_error(f, statics, e) from e
             return (out, inner.state, _frames.created(inner.initial_state),
                     None if inner_seq is None else inner_seq.snapshot())
 
@@ -87,3 +91,14 @@ def _sequence(snapshot):
     if snapshot is None or isinstance(snapshot, _keys.NoKeys):
         return snapshot
     return rng_lib.PRNGSequence.from_snapshot(snapshot)
+
+
+def _traced_flag_error(f, statics, e) -> errors.InvalidArgumentError:
+    name = getattr(f, "__qualname__", repr(f))
+    return errors.InvalidArgumentError(
+        f"mh.lifted.remat({name}): the function needed the Python value of a traced "
+        f"argument (e.g. `if flag:`), but remat traces its arguments (static_argnums="
+        f"{statics}). Fix: pass such arguments as Python values and name them in "
+        "static_argnums, e.g. mh.lifted.remat(f, static_argnums=(1,)); or use "
+        f"jnp.where / mh.lifted.cond. JAX said: {type(e).__name__}: "
+        f"{str(e).splitlines()[0]}")

@@ -49,8 +49,7 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
     def mapped(*args, **kwargs):
         lift = _frames.Lift("mh.lifted.vmap", "jax.vmap")
         outer = lift.outer
-        axes = (tuple(in_axes) if isinstance(in_axes, (tuple, list))
-                else (in_axes,) * len(args))
+        axes = _axes(in_axes, args)
 
         def run(state, key, split):
             def body(state, key, *args, **kwargs):
@@ -69,9 +68,11 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
             try:
                 return _eager_cache.run_transform(vmapped, state, key, args, kwargs)
             except ValueError as e:
+                if "inconsistent sizes" in str(e) or "axis_size" in str(e):
+                    raise _size_error(args, kwargs, axes, axis_size) from e
                 if "out_axes" not in str(e):
                     raise
-                raise errors.MiniHaikuError(
+                raise errors.LiftedBodyError(
                     f"mh.lifted.vmap: {_per_example(vmapped, state, key, args, kwargs)} "
                     "created or set inside the mapped function depend on the "
                     "mapped axis, but params and state are shared by all "
@@ -116,3 +117,35 @@ def _per_example(vmapped, state, key, args, kwargs) -> list:
                 if path not in bad:
                     bad.append(path)
     return bad
+
+
+def _axes(in_axes, args) -> tuple:
+    """One in_axes entry per positional argument the user passed, or a clear error."""
+    if not isinstance(in_axes, (tuple, list)):
+        return (in_axes,) * len(args)
+    if len(in_axes) != len(args):
+        raise errors.InvalidArgumentError(
+            f"mh.lifted.vmap: in_axes={tuple(in_axes)!r} has {len(in_axes)} entries, but "
+            f"the mapped function was called with {len(args)} positional argument(s). "
+            "Fix: give one in_axes entry per positional argument (None for one that is "
+            "not mapped); keyword arguments are mapped over axis 0.")
+    return tuple(in_axes)
+
+
+def _size_error(args, kwargs, axes, axis_size) -> errors.InvalidArgumentError:
+    """Names each mapped argument's size (only on the error path)."""
+    sizes = []
+    for what, arg, axis in ([(f"argument {i}", a, ax) for i, (a, ax) in enumerate(
+            zip(args, axes, strict=True))] + [(f"keyword '{k}'", v, 0)
+                                             for k, v in kwargs.items()]):
+        if axis is None:
+            continue
+        for leaf in jax.tree_util.tree_leaves(arg):
+            shape = jax.numpy.shape(leaf)
+            size = shape[axis] if -len(shape) <= axis < len(shape) else "no such axis"
+            sizes.append(f"{what}: shape {shape}, size {size} along axis {axis}")
+    given = "" if axis_size is None else f" (axis_size={axis_size})"
+    return errors.InvalidArgumentError(
+        f"mh.lifted.vmap: the mapped arguments disagree on the batch size{given}: "
+        f"{'; '.join(sizes)}. Fix: give every mapped argument the same size along its "
+        "in_axes entry, or mark an argument that is not batched with in_axes=None.")
