@@ -77,7 +77,8 @@ class OutsideTransformTest(parameterized.TestCase):
 
     def test_exports(self):
         self.assertCountEqual(L.__all__, ["cond", "switch", "layer_stack", "fori_loop",
-                                          "while_loop", "remat", "scan", "vmap", "eager_cache"])
+                                          "while_loop", "remat", "scan", "vmap", "grad", "value_and_grad",
+                                          "eager_cache"])
 
 
 def _mlp_blocks(use_remat, depth=8, block=4, width=32):
