@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from minihaiku import errors
-from minihaiku.lifted import _eager_cache, _frames, _keys
+from minihaiku.lifted import _eager_cache, _frames, _keys, _stacked
 
 
 def layer_stack(num_layers: int, *, unroll: int = 1, reverse: bool = False,
@@ -81,16 +81,18 @@ def _stack(lift, f, x, args, kwargs, keys, *, num_layers, unroll, reverse, per_l
     body creates (init) come out of the scan stacked.
     """
     outer = lift.outer
-    params = _per_layer(outer.params, num_layers)
-    state = _per_layer(outer.state, num_layers)
+    where = (f"mh.lifted.layer_stack({num_layers})", "per-layer", "a stack of another depth",
+             "init and apply with the same num_layers")
+    params = _stacked.leading(outer.params, num_layers)
+    state = _stacked.leading(outer.state, num_layers)
     if per_layer_inputs:
         _check_per_layer_inputs(args, num_layers)
 
     def layer(x, layer_xs):
         params, state, key, ys = layer_xs
         x, inner = lift.run(f, (x,) + (ys if per_layer_inputs else args), kwargs,
-                            _Layer(params, outer.params, num_layers),
-                            _Layer(state, outer.state, num_layers), key)
+                            _stacked.Slices(params, outer.params, num_layers, where),
+                            _stacked.Slices(state, outer.state, num_layers, where), key)
         if per_layer_inputs:
             x, z = _split_output(x)
         else:
@@ -130,44 +132,3 @@ def _split_output(out):
             f"{f' of length {len(out)}' if isinstance(out, tuple) else ''}. Fix: return "
             "the next x and this layer's output, e.g. `return x, z` (z may be None).")
     return out
-
-
-def _per_layer(values, num_layers):
-    return {p: v for p, v in values.items() if v.ndim and v.shape[0] == num_layers}
-
-
-class _Layer(dict):
-    """One layer's slices of the stacked params (or state) in the body's frame.
-
-    A path that exists outside but is not stacked with this depth cannot be
-    one layer's entry: reading it is a ``MismatchError`` naming its shape.
-    """
-
-    __slots__ = ("_outside", "_num_layers")
-
-    def __init__(self, slices, outside, num_layers):
-        super().__init__(slices)
-        self._outside = outside
-        self._num_layers = num_layers
-
-    def copy(self):
-        return _Layer(self, self._outside, self._num_layers)
-
-    def get(self, path, default=None):
-        value = dict.get(self, path, _ABSENT)
-        if value is not _ABSENT:
-            return value
-        if path in self._outside:
-            shape = tuple(jax.numpy.shape(self._outside[path]))
-            raise errors.MismatchError(
-                f"mh.lifted.layer_stack({self._num_layers}) reads '{path}', which exists "
-                f"with shape {shape}: its leading axis is not {self._num_layers}. Every "
-                "param and state entry used inside a layer_stack is per-layer, stacked "
-                f"with a leading axis of num_layers={self._num_layers}; '{path}' was made "
-                "outside the stack or by a stack of another depth. Fix: build the "
-                "modules used in the stacked function inside it (or call them outside "
-                "the stack), and init and apply with the same num_layers.")
-        return default
-
-
-_ABSENT = object()

@@ -8,14 +8,15 @@ from typing import Any
 import jax
 
 from minihaiku import errors
-from minihaiku.lifted import _eager_cache, _frames, _keys
+from minihaiku.lifted import _eager_cache, _ensemble, _frames, _keys
 
 # next() on a count is atomic, so threads building vmaps get distinct names.
 _AXIS_IDS = itertools.count()
 
 
 def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
-         axis_size: int | None = None, *, split_rng: bool) -> Callable[..., Any]:
+         axis_size: int | None = None, *, split_rng: bool,
+         params_axis: int | None = None) -> Callable[..., Any]:
     """``jax.vmap`` of ``f``, which may use params, state and keys.
 
     Params are shared by all examples (broadcast, never mapped). State is
@@ -33,6 +34,10 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
       axis_size: as in ``jax.vmap``.
       split_rng: whether each example gets different keys (keyword only, no
         default: choosing is part of the model).
+      params_axis: ``None`` (params shared) or ``0``: an ensemble. Every param
+        and state entry used inside is stacked with a leading axis of the
+        mapped size, member i uses slice i, and in init each member is
+        initialised from its own key.
 
     Returns:
       The mapped function.
@@ -43,6 +48,10 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
         net = lambda x: mh.nn.dropout(0.1, MyLinear(3)(x))
         return mh.lifted.vmap(net, split_rng=True)(xs)
     """
+    if params_axis not in (None, 0):
+        raise errors.InvalidArgumentError(
+            f"mh.lifted.vmap(params_axis={params_axis!r}): params_axis must be None "
+            "(params shared) or 0 (an ensemble: params stacked on a leading axis).")
     axis_name = f"mh_lifted_vmap_{next(_AXIS_IDS)}"
 
     @functools.wraps(f)
@@ -50,6 +59,9 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
         lift = _frames.Lift("mh.lifted.vmap", "jax.vmap")
         outer = lift.outer
         axes = _axes(in_axes, args)
+        if params_axis == 0:
+            return _ensemble.run(lift, f, args, kwargs, axes, out_axes, axis_size, axis_name,
+                                 split_rng)
 
         def run(state, key, split):
             def body(state, key, *args, **kwargs):

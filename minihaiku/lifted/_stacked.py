@@ -1,0 +1,61 @@
+"""Stacked params and state: one slice per layer (``layer_stack``) or member (ensembles).
+
+Inside ``layer_stack`` and ``vmap(params_axis=0)`` every param and state
+entry the body uses is stacked, with a leading axis of the number of layers
+or members. The body's frame holds one slice of each existing stacked entry
+(:class:`Slices`); entries it creates come out stacked.
+"""
+
+import jax
+
+from minihaiku import errors
+
+
+def leading(values, size: int) -> dict:
+    """The entries of ``values`` with a leading axis of ``size``: the stacked candidates."""
+    return {p: v for p, v in values.items() if jax.numpy.ndim(v) and v.shape[0] == size}
+
+
+class Slices(dict):
+    """One slice of each stacked entry, as the body's frame params (or state).
+
+    A path that exists outside but is not stacked with this size cannot be
+    this slice's entry: reading it is a ``MismatchError`` naming its shape.
+
+    Args:
+      slices: path -> this layer's (member's) slice.
+      outside: every entry of the enclosing frame.
+      size: the leading axis of the stacked entries.
+      where: ``(owner, kind, other, fix)`` phrases for the error message, e.g.
+        ``("mh.lifted.layer_stack(3)", "per-layer", "a stack of another
+        depth", "init and apply with the same num_layers")``.
+    """
+
+    __slots__ = ("_outside", "_size", "_where")
+
+    def __init__(self, slices, outside, size: int, where: tuple):
+        super().__init__(slices)
+        self._outside = outside
+        self._size = size
+        self._where = where
+
+    def copy(self) -> "Slices":
+        return Slices(self, self._outside, self._size, self._where)
+
+    def get(self, path, default=None):
+        value = dict.get(self, path, _ABSENT)
+        if value is not _ABSENT:
+            return value
+        if path in self._outside:
+            owner, kind, other, fix = self._where
+            shape = tuple(jax.numpy.shape(self._outside[path]))
+            raise errors.MismatchError(
+                f"{owner} reads '{path}', which exists with shape {shape}: its leading "
+                f"axis is not {self._size}. Every param and state entry used inside "
+                f"{owner} is {kind}, stacked with a leading axis of {self._size}; "
+                f"'{path}' was made outside it or by {other}. Fix: build the modules "
+                f"used inside it there (or call them outside), and {fix}.")
+        return default
+
+
+_ABSENT = object()
