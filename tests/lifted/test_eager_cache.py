@@ -1,5 +1,6 @@
 """The eager executable cache: reused only for the same computation, never wrong."""
 
+import concurrent.futures
 import os
 import subprocess
 import sys
@@ -176,6 +177,33 @@ class OffSwitchTest(absltest.TestCase):
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                              text=True, check=True, timeout=120)
         self.assertEqual(out.stdout.split(), ["False", "0"])
+
+
+class NestedJitAndThreadsTest(absltest.TestCase):
+
+    def test_constants_of_a_nested_jit_are_never_baked_in(self):
+        def model(table):
+            add_table = jax.jit(lambda h: h + table)  # its constant prints as a type only
+            return mh.transform(
+                lambda x: L.scan(lambda c, _: (add_table(c), None), x, None, length=1)[0])
+
+        for table in (jnp.array([1., 2., 3.]), jnp.array([100., 200., 300.])):
+            t = model(table)
+            assert_close(t.apply({}, None, jnp.zeros(3)), table)
+            assert_close(jax.jit(t.apply)({}, None, jnp.zeros(3)), table)
+
+    def test_threads_give_the_same_results_as_one_after_another(self):
+        def f(x):
+            x = L.scan(lambda c, _: (jnp.tanh(Linear(3)(c)), None), x, None, length=3)[0]
+            return L.cond(jnp.sum(x) > 0, lambda x: Linear(3)(x), lambda x: -x, x)
+
+        init, apply = mh.transform(f)
+        inputs = [X * i for i in range(6)]
+        params = init(0, X)
+        want = [apply(params, None, x) for x in inputs]
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            got = list(pool.map(lambda x: apply(params, None, x), inputs))
+        assert_close(got, want)
 
 
 if __name__ == "__main__":
