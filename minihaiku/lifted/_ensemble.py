@@ -25,7 +25,8 @@ def run(lift, f, args, kwargs, axes, out_axes, axis_size, axis_name, split_rng):
         if fold and _keys.is_key(key):
             key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
         out, inner = lift.run(f, args, kwargs, _stacked.Slices(params, outer.params, size, where),
-                              _stacked.Slices(state, outer.state, size, where), key)
+                              _stacked.Slices(state, outer.state, size, where), key,
+                              owned=True)
         changed = {p: inner.state[p] for p, v in state.items() if inner.state[p] is not v}
         return (out, _frames.created(inner.params, params), changed,
                 _frames.created(inner.state, state), _frames.created(inner.initial_state, state))

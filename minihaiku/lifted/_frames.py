@@ -86,19 +86,21 @@ class Lift:
 
     @contextlib.contextmanager
     def frame(self, params: Mapping, state: Mapping, key,
-              counters: dict | None = None) -> Iterator[frame_lib.Frame]:
+              counters: dict | None = None, owned: bool = False) -> Iterator[frame_lib.Frame]:
         """Pushes an inner frame for one run (or trace) of the body.
 
-        ``params`` and ``state`` are copied, so the body never mutates what it
-        was given. ``key`` is a key, a ready sequence (anything ``next``
-        draws keys from) or ``None``.
+        ``params`` and ``state`` are copied to plain dicts, so the body never
+        mutates what it was given; with ``owned``, they were built for this
+        run (e.g. ``layer_stack``'s per-layer slices) and are used as they are.
+        ``key`` is a key, a ready sequence (anything ``next`` draws keys from),
+        a ``NoKeys`` or ``None``.
         Must be entered inside the JAX transform being lifted.
         """
         outer = self.outer
         if isinstance(key, jax.Array):
             key = rng_lib.PRNGSequence(key)
         inner = frame_lib.Frame(
-            _copy(params), _copy(state), key,
+            params if owned else dict(params), state if owned else dict(state), key,
             outer.is_init, outer.allow_state, outer.scope,
             dict(self.start_counters if counters is None else counters))
         frame_lib.push(inner)
@@ -110,9 +112,9 @@ class Lift:
 
     def run(self, fn: Callable, args: tuple, kwargs: Mapping, params: Mapping,
             state: Mapping, key: jax.Array | None,
-            counters: dict | None = None) -> tuple:
+            counters: dict | None = None, owned: bool = False) -> tuple:
         """Runs ``fn(*args, **kwargs)`` in an inner frame; returns ``(out, frame)``."""
-        with self.frame(params, state, key, counters) as inner:
+        with self.frame(params, state, key, counters, owned) as inner:
             out = fn(*args, **kwargs)
         return out, inner
 
@@ -127,7 +129,9 @@ class Lift:
         outer state) plus the state created.
         """
         outer = self.outer
-        state = outer.state if state is None else state
+        # A plain dict: it crosses the JAX transform as an input (the outer
+        # state may be a dict subclass, e.g. layer_stack's per-layer slices).
+        state = dict(outer.state if state is None else state)
         if not outer.is_init:
             return state
         with self.frame(outer.params, state, key, counters) as inner:
@@ -183,11 +187,6 @@ def _as_array(leaf):
     if isinstance(leaf, (bool, int, float, complex, np.ndarray, np.generic)):
         return jax.numpy.asarray(leaf)
     return leaf
-
-
-def _copy(values: Mapping) -> dict:
-    """A dict copy; a dict subclass (e.g. ``layer_stack``'s per-layer view) keeps its class."""
-    return values.copy() if isinstance(values, dict) else dict(values)
 
 
 def created(inner: Mapping, before: Mapping = ()) -> collections.OrderedDict:

@@ -39,9 +39,6 @@ class Slices(dict):
         self._size = size
         self._where = where
 
-    def copy(self) -> "Slices":
-        return Slices(self, self._outside, self._size, self._where)
-
     def get(self, path, default=None):
         value = dict.get(self, path, _ABSENT)
         if value is not _ABSENT:

@@ -48,7 +48,7 @@ def _branch(name, jax_name, index, branches, operands):
     # and in apply alike; jax.lax.switch traces its branches in order.
     starts = [lift.start_counters]
     init_key, key = _keys.split_carried_key(lift.draw_key())
-    state = outer.state
+    state = dict(outer.state)  # crosses jax.lax.switch as an input
     if outer.is_init:
         init_operands = _frames.as_traced(operands)
         init_keys = _keys.split_list(init_key, len(branches))

@@ -92,7 +92,8 @@ def _stack(lift, f, x, args, kwargs, keys, *, num_layers, unroll, reverse, per_l
         params, state, key, ys = layer_xs
         x, inner = lift.run(f, (x,) + (ys if per_layer_inputs else args), kwargs,
                             _stacked.Slices(params, outer.params, num_layers, where),
-                            _stacked.Slices(state, outer.state, num_layers, where), key)
+                            _stacked.Slices(state, outer.state, num_layers, where), key,
+                            owned=True)
         if per_layer_inputs:
             x, z = _split_output(x)
         else:

@@ -72,7 +72,7 @@ def remat(f: Callable[..., Any], *, policy: Callable[..., bool] | None = None,
 
         checkpointed = jax.checkpoint(body, prevent_cse=prevent_cse, policy=policy)
         out, state, initial_state, snapshot = _eager_cache.run_transform(
-            checkpointed, outer.state, None if seq is None else seq.snapshot(), dynamic)
+            checkpointed, dict(outer.state), None if seq is None else seq.snapshot(), dynamic)
         if seq is not None:
             seq.restore(snapshot)
         lift.commit((), state, initial_state)

@@ -98,11 +98,11 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
         if outer.is_init and split_rng:
             # Params come from keys shared by all examples; the outputs from
             # a second run where each example has its own keys.
-            _, params, _, initial_state = run(outer.state, shared_key, False)
+            _, params, _, initial_state = run(dict(outer.state), shared_key, False)
             lift.commit(params, {}, initial_state)
             state = {**outer.state, **initial_state}
         else:
-            state = outer.state
+            state = dict(outer.state)  # crosses jax.vmap as an input
         out, params, state, initial_state = run(state, key, split_rng)
         lift.commit(params, state, initial_state)
         return out
