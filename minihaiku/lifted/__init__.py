@@ -3,8 +3,10 @@
 Each function here works in ``init`` and ``apply`` of a transformed function:
 it passes the params, state and a key into the JAX transform, runs the body in
 a frame pushed inside it, and brings the new params and state back out (see
-``_frames.py``). Outside a transform each raises a ``MiniHaikuError`` naming
-the plain ``jax`` function to use instead.
+``_frames.py``). Outside a transform each raises a ``NotInTransformError``
+naming the plain ``jax`` function to use instead. Eagerly, the compiled JAX
+transform is reused across calls (``_eager_cache.py``; off with
+``eager_cache(False)``).
 """
 
 from minihaiku.lifted._eager_cache import eager_cache

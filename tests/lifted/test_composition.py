@@ -54,7 +54,7 @@ _NESTINGS = st.lists(st.sampled_from(composition.NAMES), min_size=1, max_size=3)
 
 class RandomNestingsComposeTest(_LeakChecked, absltest.TestCase):
 
-    @settings(max_examples=3, deadline=None, derandomize=True,
+    @settings(max_examples=2, deadline=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     @given(_NESTINGS)
     def test_random_nestings(self, names):
