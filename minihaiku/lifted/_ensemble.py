@@ -37,6 +37,8 @@ def run(lift, f, args, kwargs, axes, out_axes, axis_size, axis_name, split_rng):
 
     out, new_params, changed, new_state, initial_state = _eager_cache.run_transform(
         mapped, params, state, lift.draw_key(), args, kwargs)
+    _stacked.check_created(list(new_params) + list(new_state), {**outer.params, **outer.state},
+                           size, where)
     lift.commit(new_params, {**changed, **new_state}, initial_state)
     return out
 

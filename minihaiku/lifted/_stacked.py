@@ -44,15 +44,30 @@ class Slices(dict):
         if value is not _ABSENT:
             return value
         if path in self._outside:
-            owner, kind, other, fix = self._where
-            shape = tuple(jax.numpy.shape(self._outside[path]))
-            raise errors.MismatchError(
-                f"{owner} reads '{path}', which exists with shape {shape}: its leading "
-                f"axis is not {self._size}. Every param and state entry used inside "
-                f"{owner} is {kind}, stacked with a leading axis of {self._size}; "
-                f"'{path}' was made outside it or by {other}. Fix: build the modules "
-                f"used inside it there (or call them outside), and {fix}.")
+            raise _mismatch(path, self._outside[path], self._size, self._where)
         return default
+
+
+def check_created(created, outside, size: int, where: tuple) -> None:
+    """Refuses entries created stacked at a path that exists unstacked outside.
+
+    A body's nested lifted op reads through a plain copy of the slices, so it
+    could create such a path again instead of failing to read it.
+    """
+    for path in created:
+        if path in outside:
+            raise _mismatch(path, outside[path], size, where)
+
+
+def _mismatch(path, value, size, where) -> errors.MismatchError:
+    owner, kind, other, fix = where
+    shape = tuple(jax.numpy.shape(value))
+    return errors.MismatchError(
+        f"{owner} reads '{path}', which exists with shape {shape}: its leading "
+        f"axis is not {size}. Every param and state entry used inside "
+        f"{owner} is {kind}, stacked with a leading axis of {size}; "
+        f"'{path}' was made outside it or by {other}. Fix: build the modules "
+        f"used inside it there (or call them outside), and {fix}.")
 
 
 _ABSENT = object()

@@ -108,6 +108,8 @@ def _stack(lift, f, x, args, kwargs, keys, *, num_layers, unroll, reverse, per_l
         lambda x, xs: jax.lax.scan(layer, x, xs, length=num_layers, unroll=unroll,
                                    reverse=reverse),
         x, (params, state, keys, args if per_layer_inputs else ()))
+    _stacked.check_created(list(new_params) + list(new_state), {**outer.params, **outer.state},
+                           num_layers, where)
     lift.commit(new_params, {**changed, **new_state}, initial_state)
     return (x, zs) if per_layer_inputs else x
 

@@ -128,6 +128,16 @@ class LayerStackDepthMismatchTest(absltest.TestCase):
                                     r"'~/Linear_0/__call__/w'.*per-layer"):
             mh.transform(f).init(0, X)
 
+    def test_outside_module_called_in_a_nested_op_is_a_mismatch_not_overwritten(self):
+        def f(x):
+            layer = Linear(3)
+            x = layer(x)
+            return L.layer_stack(2)(lambda x: L.scan(
+                lambda c, _: (layer(c), None), x, None, length=1)[0])(x)
+
+        with self.assertRaisesRegex(mh.MismatchError, "'~/Linear_0/__call__/w'"):
+            mh.transform(f).init(0, X)
+
 
 if __name__ == "__main__":
     absltest.main()
