@@ -2,7 +2,7 @@
 
 A lifted transform that let a tracer escape (a param created inside a JAX
 transform and stored in the outer frame, say) would fail here even when the
-values happen to come out right. The full rerun of test_lifted.py is marked
+values happen to come out right. The full rerun of tests/lifted/ is marked
 slow (``pytest -m slow``); the default run checks every lifted transform at
 once in ``AllTransformsLeakTest``.
 """
@@ -10,9 +10,20 @@ once in ``AllTransformsLeakTest``.
 import jax
 import pytest
 from absl.testing import absltest
+from lifted import (
+    test_cond,
+    test_everything,
+    test_layer_stack,
+    test_loops,
+    test_nesting,
+    test_remat,
+    test_scan,
+    test_unlifted,
+    test_vmap,
+)
+from lifted.common import X, assert_close
 
 import minihaiku as mh
-import test_lifted as base
 
 
 class _LeakChecked:
@@ -35,51 +46,51 @@ class AllTransformsLeakTest(_LeakChecked, absltest.TestCase):
             jax.jit(lambda x: leaked.append(x) or x)(1.0)
 
     def test_every_transform_init_apply_jit(self):
-        init, apply = mh.transform_with_state(base.everything)
-        params, state = init(0, base.X)
-        out, new_state = apply(params, state, 1, base.X)
+        init, apply = mh.transform_with_state(test_everything.everything)
+        params, state = init(0, X)
+        out, new_state = apply(params, state, 1, X)
         self.assertEqual(int(new_state["~/n"]), 2)
-        jit_out, _ = jax.jit(apply)(params, state, 1, base.X)
-        base.assert_close(jit_out, out)
+        jit_out, _ = jax.jit(apply)(params, state, 1, X)
+        assert_close(jit_out, out)
 
 
 @pytest.mark.slow
-class RematLeakTest(_LeakChecked, base.RematTest):
+class RematLeakTest(_LeakChecked, test_remat.RematTest):
     pass
 
 
 @pytest.mark.slow
-class ScanLeakTest(_LeakChecked, base.ScanTest):
+class ScanLeakTest(_LeakChecked, test_scan.ScanTest):
     pass
 
 
 @pytest.mark.slow
-class LayerStackLeakTest(_LeakChecked, base.LayerStackTest):
+class LayerStackLeakTest(_LeakChecked, test_layer_stack.LayerStackTest):
     pass
 
 
 @pytest.mark.slow
-class VmapLeakTest(_LeakChecked, base.VmapTest):
+class VmapLeakTest(_LeakChecked, test_vmap.VmapTest):
     pass
 
 
 @pytest.mark.slow
-class CondSwitchLeakTest(_LeakChecked, base.CondSwitchTest):
+class CondSwitchLeakTest(_LeakChecked, test_cond.CondSwitchTest):
     pass
 
 
 @pytest.mark.slow
-class LoopsLeakTest(_LeakChecked, base.LoopsTest):
+class LoopsLeakTest(_LeakChecked, test_loops.LoopsTest):
     pass
 
 
 @pytest.mark.slow
-class NestingLeakTest(_LeakChecked, base.NestingTest):
+class NestingLeakTest(_LeakChecked, test_nesting.NestedTransformsTest):
     pass
 
 
 @pytest.mark.slow
-class UnliftedLeakTest(_LeakChecked, base.UnliftedTransformTest):
+class UnliftedLeakTest(_LeakChecked, test_unlifted.UnliftedTransformTest):
     pass
 
 

@@ -1,11 +1,13 @@
 """``cond`` and ``switch``: ``jax.lax`` branches that may use params, state and keys."""
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from minihaiku.lifted import _frames
+from minihaiku import errors
+from minihaiku.lifted import _eager_cache, _frames, _keys
 
 
 def cond(pred: Any, true_fn: Callable[..., Any], false_fn: Callable[..., Any],
@@ -44,17 +46,17 @@ def _branch(name, jax_name, index, branches, operands):
     outer = lift.outer
     # Branch i's modules are counted after those of branches 0..i-1, in init
     # and in apply alike; jax.lax.switch traces its branches in order.
-    starts = [lift.start]
-    init_key, key = _frames.stepped(lift.draw_key())
-    state = outer.state
+    starts = [lift.start_counters]
+    init_key, key = _keys.split_carried_key(lift.draw_key())
+    state = dict(outer.state)  # crosses jax.lax.switch as an input
     if outer.is_init:
-        init_keys = [None] * len(branches) if init_key is None else jax.random.split(
-            init_key, len(branches))
-        for branch, branch_key in zip(branches, init_keys):
+        init_operands = _frames.as_traced(operands)
+        init_keys = _keys.split_list(init_key, len(branches))
+        for branch, branch_key in zip(branches, init_keys, strict=True):
             # Each branch sees the params and state the earlier ones created.
-            state = lift.start_state(branch_key, lambda: branch(*operands), state,
+            state = lift.init_pass(branch_key, lambda branch=branch: branch(*init_operands), state,
                                      counters=starts[-1])
-            starts.append(lift.end)
+            starts.append(lift.end_counters)
     params = outer.params
 
     def count(i, state, key):
@@ -65,27 +67,50 @@ def _branch(name, jax_name, index, branches, operands):
         """
         while len(starts) <= i:
             j = len(starts) - 1
-            jax.eval_shape(lambda state, key, operands: lift.run(
+            jax.eval_shape(lambda state, key, operands, j=j: lift.run(
                 branches[j], operands, {}, params, state, key, starts[j])[0],
                 state, key, operands)
-            starts.append(lift.end)
+            starts.append(lift.end_counters)
 
     def lifted_branch(i):
         def run(state, key, operands):
             count(i, state, key)
             out, inner = lift.run(branches[i], operands, {}, params, state, key, starts[i])
+            outputs[i] = jax.tree_util.tree_map(
+                lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), out)
             _frames.check_nothing_created(lift, inner, params, state)
             if len(starts) == i + 1:
                 starts.append(inner.counters)
             return out, inner.state
         return run
 
-    out, state = _frames.call(
-        lambda *args: jax.lax.switch(index, [lifted_branch(i) for i in range(len(branches))],
-                                     *args),
-        state, key, operands)
+    outputs = {}
+    try:
+        out, state = _eager_cache.run_transform(
+            lambda *args: jax.lax.switch(index, [lifted_branch(i) for i in range(len(branches))],
+                                         *args),
+            state, key, operands)
+    except TypeError as e:
+        if len(outputs) == len(branches) and len(set(map(str, outputs.values()))) > 1:
+            raise _mismatch_error(name, branches, outputs) from e
+        raise
     # Modules built after the branches are counted after all of them.
     count(len(branches), state, key)
-    lift.end = starts[-1]
+    lift.end_counters = starts[-1]
     lift.commit(state=state)
     return out
+
+
+def _mismatch_error(name, branches, outputs) -> errors.LiftedBodyError:
+    """Names every branch (where it is defined) and the output shapes it returned."""
+    lines = []
+    for i, branch in enumerate(branches):
+        code = getattr(branch, "__code__", None)
+        where = "" if code is None else f" at {code.co_filename}:{code.co_firstlineno}"
+        shapes = jax.tree_util.tree_map(lambda s: f"{s.dtype}{list(s.shape)}", outputs[i])
+        lines.append(f"  branch {i}: {getattr(branch, '__qualname__', repr(branch))}"
+                     f"{where} returns {shapes}")
+    return errors.LiftedBodyError(
+        f"{name}: the branches return different shapes or dtypes:\n" + "\n".join(lines)
+        + "\nFix: make every branch return the same structure, shapes and dtypes (pad, "
+        "reshape or .astype inside the branch).")

@@ -1,15 +1,18 @@
 """``layer_stack``: n layers with stacked params and state, run as one scan."""
 
 import functools
-from typing import Callable
+import operator
+from collections.abc import Callable
 
 import jax
+import numpy as np
 
 from minihaiku import errors
-from minihaiku.lifted import _frames
+from minihaiku.lifted import _eager_cache, _frames, _keys, _stacked
 
 
-def layer_stack(num_layers: int, *, unroll: int = 1) -> Callable[[Callable], Callable]:
+def layer_stack(num_layers: int, *, unroll: int = 1, reverse: bool = False,
+                with_per_layer_inputs: bool = False) -> Callable[[Callable], Callable]:
     """Decorator applying ``f`` ``num_layers`` times, each layer with its own params and state.
 
     ``layer_stack(n)(f)(x, *args, **kwargs)`` computes ``x = f(x, *args,
@@ -18,11 +21,17 @@ def layer_stack(num_layers: int, *, unroll: int = 1) -> Callable[[Callable], Cal
     would have without the stack, with a leading axis of size n, and layer i
     uses slice i. Each layer is initialised from its own key. Both init and
     apply compile as one ``jax.lax.scan``, so compile time does not grow with
-    depth.
+    depth. Entries that already exist (a module called twice, or an enclosing
+    lifted op's init pass) are reused, as everywhere else.
 
     Args:
-      num_layers: how many layers (at least 1).
+      num_layers: how many layers (an int >= 1).
       unroll: as in ``jax.lax.scan``.
+      reverse: run layer n-1 first (layer i still uses slice i).
+      with_per_layer_inputs: Haiku's form: ``f(x, *ys_i, **kwargs) -> (x,
+        z_i)``; the positional arguments after ``x`` are stacked (leading
+        axis n, layer i gets slice i) and the stacked ``z`` is returned with
+        the final ``x``: ``stacked(x, *ys) -> (x, zs)``.
 
     Returns:
       A decorator.
@@ -33,69 +42,96 @@ def layer_stack(num_layers: int, *, unroll: int = 1) -> Callable[[Callable], Cal
         block = mh.lifted.layer_stack(12)(lambda x: x + jnp.tanh(MyLinear(64)(x)))
         return block(x)       # param '~/MyLinear_0/__call__/w' of shape [12, 64, 64]
     """
-    if not isinstance(num_layers, int) or num_layers < 1:
-        raise errors.MiniHaikuError(
-            f"mh.lifted.layer_stack(num_layers={num_layers!r}): num_layers must be "
-            "an int >= 1.")
+    if isinstance(num_layers, (bool, np.bool_)):
+        raise errors.InvalidArgumentError(
+            f"mh.lifted.layer_stack(num_layers={num_layers!r}): num_layers must be an "
+            "int >= 1, not a bool. Fix: pass the number of layers, e.g. layer_stack(12).")
+    try:
+        num_layers = operator.index(num_layers)
+    except TypeError:
+        raise errors.InvalidArgumentError(
+            f"mh.lifted.layer_stack(num_layers={num_layers!r}): num_layers must be an "
+            f"int >= 1, got {type(num_layers).__name__}. Fix: pass a Python or numpy "
+            "integer, e.g. layer_stack(12).") from None
+    if num_layers < 1:
+        raise errors.InvalidArgumentError(
+            f"mh.lifted.layer_stack(num_layers={num_layers}): num_layers must be >= 1.")
+    scan = functools.partial(_stack, num_layers=num_layers, unroll=unroll, reverse=reverse,
+                             per_layer_inputs=with_per_layer_inputs)
 
     def decorator(f: Callable) -> Callable:
         @functools.wraps(f)
         def stacked(x, *args, **kwargs):
             lift = _frames.Lift("mh.lifted.layer_stack", "jax.lax.scan")
             key = lift.draw_key()
-            keys = None if key is None else jax.random.split(key, num_layers)
-            if lift.is_init:
-                return _init(lift, f, x, args, kwargs, keys, unroll, num_layers)
-            return _apply(lift, f, x, args, kwargs, keys, unroll, num_layers)
+            keys = _keys.split_stacked(key, num_layers)
+            return scan(lift, f, x, args, kwargs, keys)
 
         return stacked
 
     return decorator
 
 
-def _init(lift, f, x, args, kwargs, keys, unroll, num_layers):
-    def layer(x, key):
-        x, inner = lift.run(f, (x,) + args, kwargs, {}, {}, key)
-        return x, (_frames.created(inner.params), _frames.created(inner.initial_state),
-                   _frames.created(inner.state))
+def _stack(lift, f, x, args, kwargs, keys, *, num_layers, unroll, reverse, per_layer_inputs):
+    """Scans ``f`` over the layers: init and apply alike.
 
-    x, (params, initial_state, state) = _frames.call(
-        lambda x, keys: jax.lax.scan(layer, x, keys, length=num_layers, unroll=unroll),
-        x, keys)
+    Entries that already exist with a leading axis of ``num_layers`` (made by
+    an init pass of an enclosing lifted op, or by an earlier call of the same
+    module) are offered to each layer as its slice and reused; entries the
+    body creates (init) come out of the scan stacked.
+    """
     outer = lift.outer
-    clash = [p for p in list(params) + list(initial_state) if p in outer.params
-             or p in outer.state]
-    if clash:
-        raise errors.MiniHaikuError(
-            f"mh.lifted.layer_stack: {clash} already exist outside the stack, but "
-            "every param and state entry used inside a layer_stack is per-layer. "
-            "Fix: build the modules used in the stacked function inside it, or "
-            "call them outside the stack.")
-    lift.commit(params, state, initial_state)
-    return x
-
-
-def _apply(lift, f, x, args, kwargs, keys, unroll, num_layers):
-    outer = lift.outer
-    # Which paths belong to the stack is only known once the body runs, so
-    # every entry with a leading axis of num_layers is offered, sliced; the
-    # ones the body does not read are dead code for XLA.
-    params = _per_layer(outer.params, num_layers)
-    state = _per_layer(outer.state, num_layers)
+    where = (f"mh.lifted.layer_stack({num_layers})", "per-layer", "a stack of another depth",
+             "init and apply with the same num_layers")
+    params = _stacked.leading(outer.params, num_layers)
+    state = _stacked.leading(outer.state, num_layers)
+    if per_layer_inputs:
+        _check_per_layer_inputs(args, num_layers)
 
     def layer(x, layer_xs):
-        params, state, key = layer_xs
-        x, inner = lift.run(f, (x,) + args, kwargs, params, state, key)
+        params, state, key, ys = layer_xs
+        x, inner = lift.run(f, (x,) + (ys if per_layer_inputs else args), kwargs,
+                            _stacked.Slices(params, outer.params, num_layers, where),
+                            _stacked.Slices(state, outer.state, num_layers, where), key,
+                            owned=True)
+        if per_layer_inputs:
+            x, z = _split_output(x)
+        else:
+            z = None
         _frames.check_state_kept(lift, state, inner.state)
-        changed = {p: v for p, v in inner.state.items() if v is not state[p]}
-        return x, changed
+        changed = {p: inner.state[p] for p, v in state.items() if inner.state[p] is not v}
+        new = _frames.created(inner.state, state)
+        return x, (changed, _frames.created(inner.params, params),
+                   _frames.created(inner.initial_state, state), new, z)
 
-    x, changed = _frames.call(
-        lambda x, xs: jax.lax.scan(layer, x, xs, length=num_layers, unroll=unroll),
-        x, (params, state, keys))
-    lift.commit(state=changed)
-    return x
+    x, (changed, new_params, initial_state, new_state, zs) = _eager_cache.run_transform(
+        lambda x, xs: jax.lax.scan(layer, x, xs, length=num_layers, unroll=unroll,
+                                   reverse=reverse),
+        x, (params, state, keys, args if per_layer_inputs else ()))
+    _stacked.check_created(list(new_params) + list(new_state), {**outer.params, **outer.state},
+                           num_layers, where)
+    lift.commit(new_params, {**changed, **new_state}, initial_state)
+    return (x, zs) if per_layer_inputs else x
 
 
-def _per_layer(values, num_layers):
-    return {p: v for p, v in values.items() if v.ndim and v.shape[0] == num_layers}
+def _check_per_layer_inputs(args, num_layers):
+    for i, arg in enumerate(args):
+        for leaf in jax.tree_util.tree_leaves(arg):
+            shape = jax.numpy.shape(leaf)
+            if not shape or shape[0] != num_layers:
+                raise errors.InvalidArgumentError(
+                    f"mh.lifted.layer_stack({num_layers}, with_per_layer_inputs=True): "
+                    f"per-layer input {i + 1} (after x) has a leaf of shape {shape}; every "
+                    f"per-layer input needs a leading axis of num_layers={num_layers}. "
+                    "Fix: stack the inputs per layer, or pass shared values as keyword "
+                    "arguments.")
+
+
+def _split_output(out):
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise errors.LiftedBodyError(
+            "mh.lifted.layer_stack(with_per_layer_inputs=True): the layer must return "
+            f"(x, z), a pair; it returned {type(out).__name__}"
+            f"{f' of length {len(out)}' if isinstance(out, tuple) else ''}. Fix: return "
+            "the next x and this layer's output, e.g. `return x, z` (z may be None).")
+    return out

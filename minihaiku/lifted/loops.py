@@ -1,12 +1,13 @@
 """``fori_loop`` and ``while_loop`` whose bodies may use params, state and keys."""
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from minihaiku import errors
-from minihaiku.lifted import _frames
+from minihaiku.lifted import _eager_cache, _frames, _keys
 
 
 def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any],
@@ -24,8 +25,9 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any],
         return mh.lifted.fori_loop(0, 3, lambda i, x: jnp.tanh(layer(x)), x)
     """
     lift = _frames.Lift("mh.lifted.fori_loop", "jax.lax.fori_loop")
-    init_key, key = _frames.stepped(lift.draw_key())
-    state = lift.start_state(init_key, lambda: body_fun(jnp.asarray(lower), init_val))
+    init_key, key = _keys.split_carried_key(lift.draw_key())
+    state = lift.init_pass(init_key, lambda: body_fun(
+        jnp.asarray(lower, jnp.result_type(lower, upper)), _frames.as_traced(init_val)))
     params = lift.outer.params
 
     def step(i, carry):
@@ -33,8 +35,8 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any],
         return lift.step(body_fun, (i, val), params, state, key)
 
     # Bounds stay closed over: Python ints keep fori_loop reverse-differentiable.
-    val, state, _ = _frames.call(lambda carry: jax.lax.fori_loop(lower, upper, step, carry),
-                                 (init_val, state, key))
+    val, state, _ = _eager_cache.run_transform(
+        lambda carry: jax.lax.fori_loop(lower, upper, step, carry), (init_val, state, key))
     lift.commit(state=state)
     return val
 
@@ -59,11 +61,13 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
     lift = _frames.Lift("mh.lifted.while_loop", "jax.lax.while_loop")
 
     def init_run():
-        cond_fun(init_val)
-        return body_fun(init_val)
+        # cond_fun may create params here (with keys); in the loop it draws none.
+        val = _frames.as_traced(init_val)
+        cond_fun(val)
+        return body_fun(val)
 
-    init_key, key = _frames.stepped(lift.draw_key())
-    state = lift.start_state(init_key, init_run)
+    init_key, key = _keys.split_carried_key(lift.draw_key())
+    state = lift.init_pass(init_key, init_run)
     params = lift.outer.params
 
     def cond(carry):
@@ -72,7 +76,7 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
         _frames.check_nothing_created(lift, inner, params, state)
         changed = [p for p, v in inner.state.items() if v is not state[p]]
         if changed:
-            raise errors.MiniHaikuError(
+            raise errors.LiftedBodyError(
                 f"mh.lifted.while_loop: cond_fun set state {changed}; only body_fun "
                 "may set state. Fix: move the mh.set_state call into body_fun.")
         return pred
@@ -81,19 +85,13 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
         val, state, key = carry
         return lift.step(body_fun, (val,), params, state, key)
 
-    val, state, _ = _frames.call(lambda carry: jax.lax.while_loop(cond, body, carry),
-                                 (init_val, state, key))
+    val, state, _ = _eager_cache.run_transform(
+        lambda carry: jax.lax.while_loop(cond, body, carry), (init_val, state, key))
     lift.commit(state=state)
     return val
 
 
-class _NoKeys:
-    """The key sequence of ``cond_fun``: drawing from it is an error."""
-
-    def __next__(self):
-        raise errors.MiniHaikuError(
-            "mh.lifted.while_loop: cond_fun drew a random key; only body_fun may "
-            "draw keys. Fix: move the mh.next_rng_key call into body_fun.")
-
-
-_NO_KEYS = _NoKeys()
+_NO_KEYS = _keys.NoKeys(
+    "mh.lifted.while_loop: cond_fun drew a random key; only body_fun may draw keys "
+    "(cond_fun runs an unknown number of times). Fix: move the mh.next_rng_key call "
+    "(or the dropout, or the module drawing it) into body_fun.")

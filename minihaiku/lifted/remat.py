@@ -1,17 +1,19 @@
 """``remat``: ``jax.checkpoint`` inside a transformed function."""
 
 import functools
-from typing import Any, Callable, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 
+from minihaiku import errors
 from minihaiku import rng as rng_lib
-from minihaiku.lifted import _frames
+from minihaiku.lifted import _eager_cache, _frames, _keys
 
 
-def remat(f: Callable[..., Any], *, policy: Optional[Callable[..., bool]] = None,
+def remat(f: Callable[..., Any], *, policy: Callable[..., bool] | None = None,
           prevent_cse: bool = True,
-          static_argnums: Union[int, Sequence[int]] = ()) -> Callable[..., Any]:
+          static_argnums: int | Sequence[int] = ()) -> Callable[..., Any]:
     """``jax.checkpoint`` of ``f``, which may use params, state and keys.
 
     The backward pass recomputes ``f``'s intermediate values instead of
@@ -45,8 +47,12 @@ def remat(f: Callable[..., Any], *, policy: Optional[Callable[..., bool]] = None
         if outer.is_init:
             # Checkpointing only matters for a backward pass; running f in
             # the outer frame keeps remat(f)'s init identical to f's.
-            return f(*args, **kwargs)
-        static = {i % len(args): args[i] for i in statics if -len(args) <= i < len(args)}
+            static = _statics(args, statics)
+            # Arguments as jax.checkpoint traces them in apply (keyword
+            # arguments are closed over there, so they stay as given).
+            return f(*[a if i in static else _frames.as_traced(a) for i, a in enumerate(args)],
+                     **kwargs)
+        static = _statics(args, statics)
         dynamic = [a for i, a in enumerate(args) if i not in static]
 
         # The outer key sequence goes in and comes back out as arrays, so f
@@ -56,17 +62,43 @@ def remat(f: Callable[..., Any], *, policy: Optional[Callable[..., bool]] = None
         def body(state, snapshot, dynamic):
             it = iter(dynamic)
             full = [static[i] if i in static else next(it) for i in range(len(args))]
-            inner_seq = None if snapshot is None else rng_lib.PRNGSequence.from_snapshot(snapshot)
-            out, inner = lift.run(f, full, kwargs, outer.params, state, inner_seq)
+            inner_seq = _sequence(snapshot)
+            try:
+                out, inner = lift.run(f, full, kwargs, outer.params, state, inner_seq)
+            except jax.errors.ConcretizationTypeError as e:  # e.g. TracerBoolConversionError
+                raise _traced_flag_error(f, statics, e) from e
             return (out, inner.state, _frames.created(inner.initial_state),
                     None if inner_seq is None else inner_seq.snapshot())
 
         checkpointed = jax.checkpoint(body, prevent_cse=prevent_cse, policy=policy)
-        out, state, initial_state, snapshot = _frames.call(
-            checkpointed, outer.state, None if seq is None else seq.snapshot(), dynamic)
+        out, state, initial_state, snapshot = _eager_cache.run_transform(
+            checkpointed, dict(outer.state), None if seq is None else seq.snapshot(), dynamic)
         if seq is not None:
             seq.restore(snapshot)
         lift.commit((), state, initial_state)
         return out
 
     return rematted
+
+
+def _statics(args, statics) -> dict:
+    """Position -> value of the static arguments present in ``args``."""
+    return {i % len(args): args[i] for i in statics if -len(args) <= i < len(args)}
+
+
+def _sequence(snapshot):
+    """The key sequence continuing from ``snapshot`` (``None`` and ``NoKeys`` pass as is)."""
+    if snapshot is None or isinstance(snapshot, _keys.NoKeys):
+        return snapshot
+    return rng_lib.PRNGSequence.from_snapshot(snapshot)
+
+
+def _traced_flag_error(f, statics, e) -> errors.InvalidArgumentError:
+    name = getattr(f, "__qualname__", repr(f))
+    return errors.InvalidArgumentError(
+        f"mh.lifted.remat({name}): the function needed the Python value of a traced "
+        f"argument (e.g. `if flag:`), but remat traces its arguments (static_argnums="
+        f"{statics}). Fix: pass such arguments as Python values and name them in "
+        "static_argnums, e.g. mh.lifted.remat(f, static_argnums=(1,)); or use "
+        f"jnp.where / mh.lifted.cond. JAX said: {type(e).__name__}: "
+        f"{str(e).splitlines()[0]}")

@@ -1,15 +1,16 @@
 """``scan``: ``jax.lax.scan`` whose body may use params, state and keys."""
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from minihaiku.lifted import _frames
+from minihaiku.lifted import _eager_cache, _frames, _keys
 
 
 def scan(f: Callable[[Any, Any], tuple], init: Any, xs: Any,
-         length: Optional[int] = None, reverse: bool = False,
+         length: int | None = None, reverse: bool = False,
          unroll: int = 1) -> tuple:
     """``jax.lax.scan`` of ``f(carry, x) -> (carry, y)`` inside a transform.
 
@@ -40,8 +41,9 @@ def scan(f: Callable[[Any, Any], tuple], init: Any, xs: Any,
     outer = lift.outer
     # Init and apply split the same way, so with the same rng they compute
     # the same outputs.
-    init_key, key = _frames.stepped(lift.draw_key())
-    state = lift.start_state(init_key, lambda: f(init, _first_step(xs, length, reverse)))
+    init_key, key = _keys.split_carried_key(lift.draw_key())
+    state = lift.init_pass(init_key, lambda: f(
+        _frames.as_traced(init), _frames.as_traced(_first_step(xs, length, reverse))))
     params = outer.params
 
     def step(carry, x):
@@ -52,7 +54,7 @@ def scan(f: Callable[[Any, Any], tuple], init: Any, xs: Any,
     def run(carry, xs):
         return jax.lax.scan(step, carry, xs, length=length, reverse=reverse, unroll=unroll)
 
-    (carry, state, _), ys = _frames.call(run, (init, state, key), xs)
+    (carry, state, _), ys = _eager_cache.run_transform(run, (init, state, key), xs)
     lift.commit(state=state)
     return carry, ys
 

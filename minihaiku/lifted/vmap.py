@@ -2,19 +2,21 @@
 
 import functools
 import itertools
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import jax
 
 from minihaiku import errors
-from minihaiku.lifted import _frames
+from minihaiku.lifted import _eager_cache, _ensemble, _frames, _keys
 
 # next() on a count is atomic, so threads building vmaps get distinct names.
 _AXIS_IDS = itertools.count()
 
 
 def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
-         axis_size: Optional[int] = None, *, split_rng: bool) -> Callable[..., Any]:
+         axis_size: int | None = None, *, split_rng: bool,
+         params_axis: int | None = None) -> Callable[..., Any]:
     """``jax.vmap`` of ``f``, which may use params, state and keys.
 
     Params are shared by all examples (broadcast, never mapped). State is
@@ -32,6 +34,10 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
       axis_size: as in ``jax.vmap``.
       split_rng: whether each example gets different keys (keyword only, no
         default: choosing is part of the model).
+      params_axis: ``None`` (params shared) or ``0``: an ensemble. Every param
+        and state entry used inside is stacked with a leading axis of the
+        mapped size, member i uses slice i, and in init each member is
+        initialised from its own key.
 
     Returns:
       The mapped function.
@@ -42,18 +48,24 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
         net = lambda x: mh.nn.dropout(0.1, MyLinear(3)(x))
         return mh.lifted.vmap(net, split_rng=True)(xs)
     """
+    if params_axis not in (None, 0):
+        raise errors.InvalidArgumentError(
+            f"mh.lifted.vmap(params_axis={params_axis!r}): params_axis must be None "
+            "(params shared) or 0 (an ensemble: params stacked on a leading axis).")
     axis_name = f"mh_lifted_vmap_{next(_AXIS_IDS)}"
 
     @functools.wraps(f)
     def mapped(*args, **kwargs):
         lift = _frames.Lift("mh.lifted.vmap", "jax.vmap")
         outer = lift.outer
-        axes = (tuple(in_axes) if isinstance(in_axes, (tuple, list))
-                else (in_axes,) * len(args))
+        axes = _axes(in_axes, args)
+        if params_axis == 0:
+            return _ensemble.run(lift, f, args, kwargs, axes, out_axes, axis_size, axis_name,
+                                 split_rng)
 
         def run(state, key, split):
             def body(state, key, *args, **kwargs):
-                if split and key is not None:
+                if split and _keys.is_key(key):
                     key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
                 out, inner = lift.run(f, args, kwargs, outer.params, state, key)
                 return (out, _frames.created(inner.params, outer.params), inner.state,
@@ -66,11 +78,13 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
                                     state, key, *args, **kwargs)
 
             try:
-                return _frames.call(vmapped, state, key, args, kwargs)
+                return _eager_cache.run_transform(vmapped, state, key, args, kwargs)
             except ValueError as e:
+                if "inconsistent sizes" in str(e) or "axis_size" in str(e):
+                    raise _size_error(args, kwargs, axes, axis_size) from e
                 if "out_axes" not in str(e):
                     raise
-                raise errors.MiniHaikuError(
+                raise errors.LiftedBodyError(
                     f"mh.lifted.vmap: {_per_example(vmapped, state, key, args, kwargs)} "
                     "created or set inside the mapped function depend on the "
                     "mapped axis, but params and state are shared by all "
@@ -80,15 +94,15 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
 
         key = lift.draw_key()
         if split_rng:
-            shared_key, key = _frames.stepped(key)
+            shared_key, key = _keys.split_carried_key(key)
         if outer.is_init and split_rng:
             # Params come from keys shared by all examples; the outputs from
             # a second run where each example has its own keys.
-            _, params, _, initial_state = run(outer.state, shared_key, False)
+            _, params, _, initial_state = run(dict(outer.state), shared_key, False)
             lift.commit(params, {}, initial_state)
             state = {**outer.state, **initial_state}
         else:
-            state = outer.state
+            state = dict(outer.state)  # crosses jax.vmap as an input
         out, params, state, initial_state = run(state, key, split_rng)
         lift.commit(params, state, initial_state)
         return out
@@ -109,9 +123,41 @@ def _per_example(vmapped, state, key, args, kwargs) -> list:
             shared = [0, 0, 0]
             shared[i] = type(outputs)((p, None if p == path else 0) for p in outputs)
             try:
-                jax.eval_shape(lambda *a: vmapped(*a, shared=tuple(shared)),
+                jax.eval_shape(lambda *a, shared=tuple(shared): vmapped(*a, shared=shared),
                                state, key, args, kwargs)
             except ValueError:
                 if path not in bad:
                     bad.append(path)
     return bad
+
+
+def _axes(in_axes, args) -> tuple:
+    """One in_axes entry per positional argument the user passed, or a clear error."""
+    if not isinstance(in_axes, (tuple, list)):
+        return (in_axes,) * len(args)
+    if len(in_axes) != len(args):
+        raise errors.InvalidArgumentError(
+            f"mh.lifted.vmap: in_axes={tuple(in_axes)!r} has {len(in_axes)} entries, but "
+            f"the mapped function was called with {len(args)} positional argument(s). "
+            "Fix: give one in_axes entry per positional argument (None for one that is "
+            "not mapped); keyword arguments are mapped over axis 0.")
+    return tuple(in_axes)
+
+
+def _size_error(args, kwargs, axes, axis_size) -> errors.InvalidArgumentError:
+    """Names each mapped argument's size (only on the error path)."""
+    sizes = []
+    for what, arg, axis in ([(f"argument {i}", a, ax) for i, (a, ax) in enumerate(
+            zip(args, axes, strict=True))] + [(f"keyword '{k}'", v, 0)
+                                             for k, v in kwargs.items()]):
+        if axis is None:
+            continue
+        for leaf in jax.tree_util.tree_leaves(arg):
+            shape = jax.numpy.shape(leaf)
+            size = shape[axis] if -len(shape) <= axis < len(shape) else "no such axis"
+            sizes.append(f"{what}: shape {shape}, size {size} along axis {axis}")
+    given = "" if axis_size is None else f" (axis_size={axis_size})"
+    return errors.InvalidArgumentError(
+        f"mh.lifted.vmap: the mapped arguments disagree on the batch size{given}: "
+        f"{'; '.join(sizes)}. Fix: give every mapped argument the same size along its "
+        "in_axes entry, or mark an argument that is not batched with in_axes=None.")
