@@ -3,6 +3,7 @@
     python -m benchmarks.run                  # print the table
     python -m benchmarks.run --write_results  # also rewrite benchmarks/RESULTS.md
     python -m benchmarks.run --only=eager,micro
+    python -m benchmarks.run --only=transformer
 """
 
 import datetime
@@ -12,10 +13,10 @@ import platform
 import jax
 from absl import app, flags
 
-from benchmarks import eager, lifted, micro, train_step
+from benchmarks import eager, lifted, micro, train_step, transformer
 
 _SECTIONS = {"eager": eager.run, "micro": micro.run, "train_step": train_step.run,
-             "lifted": lifted.run}
+             "lifted": lifted.run, "transformer": transformer.run}
 _ONLY = flags.DEFINE_list("only", list(_SECTIONS), f"sections to run, of {list(_SECTIONS)}")
 _WRITE = flags.DEFINE_bool("write_results", False, "rewrite benchmarks/RESULTS.md")
 

@@ -4,9 +4,11 @@
 the contract.
 """
 
+from minihaiku import data  # noqa: F401  (mh.data)
 from minihaiku import io  # noqa: F401  (mh.io)
 from minihaiku import lifted  # noqa: F401  (mh.lifted)
 from minihaiku import nn  # noqa: F401  (mh.nn)
+from minihaiku import sharding  # noqa: F401  (mh.sharding)
 from minihaiku.errors import CheckpointError
 from minihaiku.errors import CheckpointNotFoundError
 from minihaiku.errors import InterceptorError
@@ -50,5 +52,5 @@ __all__ = [
     "Module", "module_method", "get_param", "PRNGSequence",
     "maybe_next_rng_key", "next_rng_key", "get_state", "set_state",
     "Transformed", "TransformedWithState", "inside_transform", "running_init",
-    "transform", "transform_with_state", "without_apply_rng", "io", "summary",
+    "transform", "transform_with_state", "without_apply_rng", "io", "sharding", "summary",
 ]

@@ -9,6 +9,7 @@ import numpy as np
 from minihaiku import errors
 from minihaiku import frame as frame_lib
 from minihaiku import rng as rng_lib
+from minihaiku.sharding import _collect as axes_lib
 
 Initializer = Callable[[jax.Array, Sequence[int], Any], jax.Array]
 
@@ -50,7 +51,8 @@ _READ_FIX = ("Request the same shape and dtype everywhere this param is used, "
 
 
 def get_param(name: str, shape: Sequence[int], dtype: Any = jnp.float32,
-              init: Optional[Initializer] = None) -> jax.Array:
+              init: Optional[Initializer] = None,
+              axes: Optional[Sequence[Optional[str]]] = None) -> jax.Array:
     """Creates (in ``init``) or reads (in ``apply``) the param ``name``.
 
     The param's path is the running module method's scope plus ``name``, e.g.
@@ -62,6 +64,8 @@ def get_param(name: str, shape: Sequence[int], dtype: Any = jnp.float32,
       dtype: its dtype.
       init: ``init(key, shape, dtype)``, e.g. from ``jax.nn.initializers``;
         default: standard normal.
+      axes: optional logical axis names, one per dimension (e.g.
+        ``("embed", "mlp")``), for ``mh.sharding.logical_rules``.
 
     Returns:
       The param's value.
@@ -98,6 +102,8 @@ def get_param(name: str, shape: Sequence[int], dtype: Any = jnp.float32,
     value = _create(frame, path, init or _standard_normal, shape, dtype)
     check_value("The initializer of param", path, value, shape, dtype,
                 "Fix the initializer to return the shape and dtype asked.")
+    if axes is not None:
+        axes_lib.record(path, axes, shape)
     frame.params[path] = value
     return value
 

@@ -5,31 +5,43 @@ layer runs: a summary of a network too big for memory is as quick as one of a
 small network.
 """
 
-from typing import Any, Callable, Union
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 
+from minihaiku import errors
+from minihaiku import sharding as sharding_lib
 from minihaiku import transform as transform_lib
+from minihaiku.sharding import sharded_init
 
-_COLUMNS = ("Module", "Method", "Name", "Kind", "Shape", "Dtype", "Count", "Bytes")
-_RIGHT_ALIGNED = ("Count", "Bytes")
+_COLUMNS = ("Module", "Method", "Name", "Kind", "Shape", "Dtype", "Count", "Bytes",
+            "Spec", "Per device")
+_RIGHT_ALIGNED = ("Count", "Bytes", "Per device")
 
 
-def summary(f: Union[transform_lib.Transformed, transform_lib.TransformedWithState,
-                     Callable[..., Any]], *args, **kwargs) -> str:
+def summary(f: transform_lib.Transformed | transform_lib.TransformedWithState
+            | Callable[..., Any], *args, mesh: Mesh | None = None, rules=None,
+            **kwargs) -> str:
     """A table of the params (and state) ``f`` creates for inputs ``args``.
 
     One row per array: the module that owns it, the method that created it,
     its name, shape, dtype, number of elements and bytes; then the totals.
     Rows of one module method are adjacent, in creation order. Nothing is
-    computed: ``init`` runs under ``jax.eval_shape``.
+    computed: ``init`` runs under ``jax.eval_shape``. Given a ``mesh``, each
+    row also shows its ``PartitionSpec`` under ``rules`` (as in
+    ``mh.sharding.specs``; no rules: replicated) and the bytes one device
+    holds, and the totals add the bytes per device.
 
     Args:
       f: a ``Transformed``, a ``TransformedWithState``, or a plain function
         using minihaiku modules (it is transformed here).
       *args: the inputs of ``f``: arrays or ``jax.ShapeDtypeStruct``s. Other
         values (flags, Python numbers) are passed as they are.
+      mesh: optional ``jax.sharding.Mesh`` to report per-device bytes on.
+      rules: sharding rules (needs ``mesh``), as in ``mh.sharding.specs``.
       **kwargs: keyword inputs of ``f``, treated like ``args``.
 
     Returns:
@@ -41,29 +53,28 @@ def summary(f: Union[transform_lib.Transformed, transform_lib.TransformedWithSta
       print(mh.summary(f, jax.ShapeDtypeStruct((8, 1), jnp.float32)))
     """
     init = _init_fn(f)
-    leaves, treedef = jax.tree_util.tree_flatten((args, kwargs))
-    traced = [isinstance(leaf, (jax.Array, np.ndarray, jax.ShapeDtypeStruct)) for leaf in leaves]
-
-    orders = []
-
-    def run(key, arrays):
-        it = iter(arrays)
-        a, kw = treedef.unflatten([next(it) if t else leaf for leaf, t in zip(leaves, traced)])
-        out = init(key, *a, **kw)
-        # eval_shape's output dicts come back with sorted keys; keep creation order.
-        orders.extend(list(d) for d in (out if isinstance(out, tuple) else (out,)))
-        return out
-
-    arrays = [leaf for leaf, t in zip(leaves, traced) if t]
-    out = jax.eval_shape(run, jax.random.PRNGKey(0), arrays)
-    trees = [{k: d[k] for k in order} for d, order in
-             zip(out if isinstance(out, tuple) else (out,), orders)]
-    return _table(trees[0], trees[1] if len(trees) > 1 else {})
+    if rules is not None and mesh is None:
+        raise errors.InvalidArgumentError(
+            "mh.summary: rules were given without a mesh. Fix: pass mesh=..., e.g. "
+            "jax.make_mesh((n,), ('data',)), to see the bytes per device.")
+    out, axes = sharded_init.traced_init(init, (jax.random.PRNGKey(0),) + args, kwargs)
+    params, state = out if isinstance(out, tuple) else (out, {})
+    placed = None
+    if mesh is not None:
+        rules = [] if rules is None else rules
+        placed = {**sharding_lib.shardings(params, rules, mesh, axes=axes),
+                  **sharding_lib.shardings(state, rules, mesh, axes=axes)}
+    return _table(params, state, placed)
 
 
 def _init_fn(f) -> Callable:
     if isinstance(f, (transform_lib.Transformed, transform_lib.TransformedWithState)):
         return f.init
+    if not callable(f):
+        raise errors.InvalidArgumentError(
+            f"mh.summary: the first argument must be the function to summarise (a "
+            f"function, or the result of mh.transform), got {type(f).__name__} "
+            f"{f!r}. Fix: mh.summary(f, *inputs).")
     return transform_lib.transform_with_state(f).init
 
 
@@ -79,7 +90,7 @@ def _split_path(path: str) -> tuple:
     return owner, method, name
 
 
-def _table(params: dict, state: dict) -> str:
+def _table(params: dict, state: dict, placed: dict | None) -> str:
     entries = [("param", k, v) for k, v in params.items()]
     entries += [("state", k, v) for k, v in state.items()]
     # Group by (module, method), keeping groups and rows in creation order.
@@ -93,9 +104,11 @@ def _table(params: dict, state: dict) -> str:
             rows.append({
                 "Module": module if i == 0 else "", "Method": method if i == 0 else "",
                 "Name": name, "Kind": kind, "Shape": str(tuple(value.shape)),
-                "Dtype": np.dtype(value.dtype).name,
-                "Count": f"{_count(value):,}", "Bytes": _bytes(_nbytes(value))})
-    columns = [c for c in _COLUMNS if c != "Kind" or state]
+                "Dtype": str(value.dtype),
+                "Count": f"{_count(value):,}", "Bytes": _bytes(_nbytes(value)),
+                **_placement(value, placed and placed[_join(module, method, name)])})
+    columns = [c for c in _COLUMNS if (c != "Kind" or state)
+               and (placed is not None or c not in ("Spec", "Per device"))]
     widths = {c: max([len(c)] + [len(r[c]) for r in rows]) for c in columns}
 
     def line(cells):
@@ -104,10 +117,27 @@ def _table(params: dict, state: dict) -> str:
 
     lines = [line({c: c for c in columns}), line({c: "-" * widths[c] for c in columns})]
     lines += [line(r) for r in rows]
-    lines.append(_total("params", params))
+    lines.append(_total("params", params, placed))
     if state:
-        lines.append(_total("state", state))
+        lines.append(_total("state", state, placed))
     return "\n".join(lines)
+
+
+def _join(module: str, method: str, name: str) -> str:
+    return "/".join(p for p in (module, method, name) if p)
+
+
+def _placement(value, sharding) -> dict:
+    if sharding is None:
+        return {}
+    spec = str(tuple(sharding.spec))
+    return {"Spec": spec, "Per device": _bytes(_device_bytes(value, sharding))}
+
+
+def _device_bytes(value, sharding) -> int:
+    # Rules refuse uneven splits, so every device holds a shard of this shape.
+    shard = sharding.shard_shape(tuple(value.shape))
+    return int(np.prod(shard, dtype=np.int64)) * value.dtype.itemsize
 
 
 def _count(value) -> int:
@@ -115,14 +145,19 @@ def _count(value) -> int:
 
 
 def _nbytes(value) -> int:
-    return _count(value) * np.dtype(value.dtype).itemsize
+    # ``value.dtype.itemsize``, not ``np.dtype``: typed PRNG keys are no numpy dtype.
+    return _count(value) * value.dtype.itemsize
 
 
-def _total(kind: str, tree: dict) -> str:
+def _total(kind: str, tree: dict, placed: dict | None) -> str:
     count = sum(_count(v) for v in tree.values())
     size = sum(_nbytes(v) for v in tree.values())
     arrays = "array" if len(tree) == 1 else "arrays"
-    return f"Total {kind}: {count:,} ({_bytes(size)}) in {len(tree)} {arrays}"
+    line = f"Total {kind}: {count:,} ({_bytes(size)}) in {len(tree)} {arrays}"
+    if placed is None:
+        return line
+    per_device = sum(_device_bytes(v, placed[k]) for k, v in tree.items())
+    return f"{line}, {_bytes(per_device)} per device"
 
 
 def _bytes(n: int) -> str:

@@ -3,11 +3,11 @@
 import importlib
 import time
 
-from absl.testing import absltest
-from absl.testing import parameterized
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl.testing import absltest, parameterized
+from jax.sharding import PartitionSpec as P
 
 import minihaiku as mh
 
@@ -65,7 +65,7 @@ def _rows(table: str) -> list:
     for line in lines[2:]:
         if line.startswith("Total"):
             break
-        row = dict(zip(header, (line[a:b].strip() for a, b in spans)))
+        row = dict(zip(header, (line[a:b].strip() for a, b in spans), strict=True))
         if not row["Module"]:  # A blank module and method: same group as above.
             row["Module"], row["Method"] = last["Module"], last["Method"]
         rows.append(row)
@@ -168,6 +168,44 @@ class SummaryTest(parameterized.TestCase):
     def test_no_params(self):
         table = mh.summary(lambda x: x * 2, np.ones(3))
         self.assertIn("Total params: 0 (0 B) in 0 arrays", table)
+
+    def test_typed_prng_key_in_state(self):
+        def f(x):
+            mh.set_state("key", jax.random.key(0))
+            return Dense(2)(x)
+
+        table = mh.summary(f, jnp.ones((1, 3)))
+        row = [r for r in _rows(table) if r["Name"] == "key"][0]
+        self.assertEqual((row["Kind"], row["Shape"], row["Count"]), ("state", "()", "1"))
+        self.assertEqual(row["Dtype"], str(jax.random.key(0).dtype))
+        nbytes = jax.random.key_data(jax.random.key(0)).nbytes  # 2 x uint32.
+        self.assertEqual(row["Bytes"], f"{nbytes} B")
+        self.assertIn(f"Total state: 1 ({nbytes} B) in 1 array", table)
+
+    @parameterized.parameters(3, "f", None)
+    def test_non_callable_first_argument(self, f):
+        with self.assertRaisesRegex(mh.InvalidArgumentError,
+                                    f"first argument.*got {type(f).__name__}"):
+            mh.summary(f, jnp.ones(2))
+
+    def test_rules_need_a_mesh(self):
+        with self.assertRaisesRegex(mh.InvalidArgumentError, "without a mesh"):
+            mh.summary(_net, jnp.ones((4, 3)), rules=[])
+
+    def test_per_device_columns_on_a_mesh(self):
+        # One device here: per-device bytes equal the bytes; tests/sharding_devices.py
+        # checks them on 8 devices against the shards init creates.
+        mesh = mh.sharding.mesh("data:1,model:1")
+        rules = [(r"Dense_0/.*/w$", P(None, "model"))]
+        table = mh.summary(_net, jnp.ones((4, 3)), mesh=mesh, rules=rules)
+        rows = _rows(table)
+        self.assertEqual([r["Spec"] for r in rows],
+                         ["(None, 'model')", "()", "()", "()"])
+        self.assertEqual([r["Per device"] for r in rows], [r["Bytes"] for r in rows])
+        self.assertIn("Total params: 32 (104 B) in 4 arrays, 104 B per device", table)
+        self.assertNotIn("Spec", mh.summary(_net, jnp.ones((4, 3))))
+        with self.assertRaisesRegex(mh.ShardingError, "no axis"):
+            mh.summary(_net, jnp.ones((4, 3)), mesh=mesh, rules=[("w", P("x"))])
 
     def test_wrong_inputs_raise_as_init_would(self):
         with self.assertRaises(TypeError):

@@ -1,6 +1,6 @@
 """``BatchNorm``: normalise over the batch, keeping moving statistics in state."""
 
-from typing import Optional
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +13,7 @@ from minihaiku.params import Initializer
 
 
 class BatchNorm(Module):
-    """Batch normalisation over all axes but the last (channels-last).
+    """Batch normalisation over all axes but the channels (or over ``axis``).
 
     In training it normalises with the batch mean and variance and updates
     the moving statistics; otherwise it normalises with the moving ones. The
@@ -23,7 +23,19 @@ class BatchNorm(Module):
     ``BatchNorm``. State, under ``<module path>/__call__/``: ``counter``
     (int32), ``mean_hidden``, ``var_hidden``, ``moving_mean``, ``moving_var``
     (shape ``[channels]``). Params ``scale`` (ones) and ``offset`` (zeros) have
-    shape ``[channels]``. Needs ``mh.transform_with_state``.
+    shape ``[channels]``. Needs ``mh.transform_with_state``. (With an explicit
+    ``axis`` leaving several axes, params and statistics have the shape of the
+    kept axes.)
+
+    The batch variance is the mean of squared deviations from the batch mean
+    (two passes), so inputs with ``|mean| >> std`` stay exact. Haiku computes
+    ``E[x²] - E[x]²``, which cancels there: e.g. for ``1000 + [.1, .2, .3,
+    .4]`` Haiku's ``BatchNorm`` returns ``[-47.4, -15.8, 15.8, 47.4]``, this
+    one ``[-1.342, -0.447, 0.447, 1.342]``. Elsewhere the two agree to float
+    rounding. With ``cross_replica_axis``, the mean and then the variance are
+    averaged with ``jax.lax.pmean`` over that named axis (bound by
+    ``jax.pmap``, ``shard_map`` or ``jax.vmap(axis_name=...)``), giving the
+    statistics of the global batch.
 
     Example::
 
@@ -32,11 +44,14 @@ class BatchNorm(Module):
       y, state = f.apply(params, state, None, x, True)
     """
 
-    def __init__(self, decay_rate: float, eps: float = 1e-5,
+    def __init__(self, decay_rate: float, eps: float = 1e-5, *,
                  create_scale: bool = True, create_offset: bool = True,
-                 scale_init: Optional[Initializer] = None,
-                 offset_init: Optional[Initializer] = None,
-                 name: Optional[str] = None):
+                 scale_init: Initializer | None = None,
+                 offset_init: Initializer | None = None,
+                 axis: Sequence[int] | None = None,
+                 cross_replica_axis: str | Sequence[str] | None = None,
+                 data_format: str = "channels_last",
+                 name: str | None = None):
         """Builds the layer.
 
         Args:
@@ -46,13 +61,23 @@ class BatchNorm(Module):
           create_offset: learn a per-channel ``offset``.
           scale_init: ``init(key, shape, dtype)`` of ``scale`` (default ones).
           offset_init: ``init(key, shape, dtype)`` of ``offset`` (default zeros).
+          axis: the axes to reduce over (default: all but the channel axis).
+          cross_replica_axis: name(s) of a mapped axis to average the batch
+            statistics over (``jax.lax.pmean``).
+          data_format: ``"channels_last"`` (``N...C``) or ``"channels_first"``
+            (``NC...``); says which axis holds the channels.
           name: module name, default ``BatchNorm``.
         """
         super().__init__(name=name)
+        self._where = where = f"{type(self).__name__} at '{self.module_path}'"
         if not 0 <= decay_rate < 1:
-            raise errors.MiniHaikuError(
-                f"BatchNorm at '{self.module_path}' got decay_rate={decay_rate!r}; "
+            raise errors.InvalidArgumentError(
+                f"{where} got decay_rate={decay_rate!r}; "
                 "it must be in [0, 1). Fix: pass e.g. decay_rate=0.9.")
+        self.axis = None if axis is None else _normalize.check_axes(where, "axis", axis)
+        self.channel_index = _normalize.channel_index(data_format, where)
+        self.data_format = data_format
+        self.cross_replica_axis = cross_replica_axis
         self.decay_rate = decay_rate
         self.eps = eps
         self.create_scale = create_scale
@@ -73,28 +98,52 @@ class BatchNorm(Module):
           The normalised array, same shape and dtype as ``x``.
         """
         x = jnp.asarray(x)
-        where = f"BatchNorm at '{self.module_path}'"
+        where = self._where
         if x.ndim < 2:
-            raise errors.MiniHaikuError(
+            raise errors.ModuleInputError(
                 f"{where} got an input of shape {x.shape}; it needs shape "
                 "[batch, ..., channels]. Fix: add a batch axis, e.g. x[None].")
         try:
             is_training = bool(is_training)
         except jax.errors.ConcretizationTypeError:
-            raise errors.MiniHaikuError(
+            raise errors.InvalidArgumentError(
                 f"{where}: is_training must be a Python bool, not a traced "
                 "value. Fix: pass it as a static argument (e.g. "
                 "jax.jit(apply, static_argnums=...)) or use mh.lifted.cond.") from None
-        shape, dtype = (x.shape[-1],), x.dtype
+        if self.axis is None:
+            ci = self.channel_index % x.ndim
+            axes = tuple(i for i in range(x.ndim) if i != ci)
+        else:
+            axes = _normalize.abs_axes(self.axis, x.ndim, where)
+        kept = tuple(i for i in range(x.ndim) if i not in axes)
+        shape, dtype = tuple(x.shape[i] for i in kept), x.dtype
+        # Broadcast [kept sizes] against x; None when they already line up.
+        bshape = None if kept == tuple(range(x.ndim - len(kept), x.ndim)) else tuple(
+            x.shape[i] if i in kept else 1 for i in range(x.ndim))
         stats = self._statistics(shape, dtype, where)
-        axes = tuple(range(x.ndim - 1))
         if is_training:
-            mean = jnp.mean(x, axes)
-            var = jnp.mean(jnp.square(x), axes) - jnp.square(mean)
+            mean = self._mean(x, axes, where)
+            centered = x - (mean if bshape is None else mean.reshape(bshape))
+            var = self._mean(jnp.square(centered), axes, where)
             self._update(stats, mean, var)
         else:
             mean, var = stats["moving_mean"], stats["moving_var"]
-        return _normalize.normalize(self, x, mean, var, shape, dtype)
+        if bshape is not None:
+            mean, var = mean.reshape(bshape), var.reshape(bshape)
+        return _normalize.normalize(self, x, mean, var, shape, dtype, bshape)
+
+    def _mean(self, x, axes, where: str):
+        mean = jnp.mean(x, axes)
+        if self.cross_replica_axis is None:
+            return mean
+        try:
+            return jax.lax.pmean(mean, self.cross_replica_axis)
+        except NameError as e:
+            raise errors.ModuleInputError(
+                f"{where}: cross_replica_axis={self.cross_replica_axis!r} is not "
+                f"bound here ({e}). Fix: call it under jax.pmap/shard_map/"
+                "jax.vmap(axis_name=...) (lifted: mh.lifted.vmap(axis_name=...)) "
+                "with that axis name, or pass cross_replica_axis=None.") from None
 
     def _statistics(self, shape, dtype, where: str) -> dict:
         # Read every entry, training or not, so that init creates all of them.

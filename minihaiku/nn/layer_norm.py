@@ -1,6 +1,5 @@
 """``LayerNorm``: normalise each example over some of its axes."""
 
-from typing import Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -8,21 +7,8 @@ import jax.numpy as jnp
 from minihaiku import errors
 from minihaiku.module import Module
 from minihaiku.nn import _normalize
+from minihaiku.nn._normalize import Axes
 from minihaiku.params import Initializer
-
-Axes = Union[int, Sequence[int], slice]
-
-
-def _abs_axes(axis: Axes, ndim: int, where: str) -> tuple:
-    if isinstance(axis, slice):
-        return tuple(range(ndim)[axis])
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    for a in axes:
-        if not -ndim <= a < ndim:
-            raise errors.MiniHaikuError(
-                f"{where}: axis {a} is out of range for an input of rank {ndim}. "
-                "Fix: pass axes that exist in the input, e.g. axis=-1.")
-    return tuple(sorted(a % ndim for a in axes))
 
 
 class LayerNorm(Module):
@@ -30,8 +16,9 @@ class LayerNorm(Module):
 
     ``y = scale * (x - mean) / sqrt(var + eps) + offset`` with the mean and
     (biased) variance over ``axis``. ``scale`` (init ones) and ``offset``
-    (init zeros) have shape ``[x.shape[-1]]`` (Haiku's default
-    ``param_axis=-1``) and the dtype of ``x``.
+    (init zeros) take the dtype of ``x`` and their shape from ``param_axis``
+    as in Haiku: ``[x.shape[-1]]`` for the default ``-1``, otherwise the
+    input's sizes on ``param_axis`` and 1 elsewhere (e.g. ``[1, C, 1, 1]``).
 
     Example::
 
@@ -40,38 +27,53 @@ class LayerNorm(Module):
     """
 
     def __init__(self, axis: Axes = -1, create_scale: bool = True,
-                 create_offset: bool = True, eps: float = 1e-5,
-                 scale_init: Optional[Initializer] = None,
-                 offset_init: Optional[Initializer] = None,
-                 name: Optional[str] = None):
+                 create_offset: bool = True, eps: float = 1e-5, *,
+                 scale_init: Initializer | None = None,
+                 offset_init: Initializer | None = None,
+                 use_fast_variance: bool = False,
+                 param_axis: Axes | None = None,
+                 name: str | None = None):
         """Builds the layer.
 
         Args:
-          axis: the axis or axes (int, sequence or slice) to normalise over.
-          create_scale: learn a per-channel ``scale``.
-          create_offset: learn a per-channel ``offset``.
+          axis: the axis or axes (int, sequence of ints or slice) to normalise over.
+          create_scale: learn a ``scale``.
+          create_offset: learn an ``offset``.
           eps: added to the variance.
           scale_init: ``init(key, shape, dtype)`` of ``scale`` (default ones).
           offset_init: ``init(key, shape, dtype)`` of ``offset`` (default zeros).
+          use_fast_variance: compute the variance as ``E[x²] - E[x]²`` (one
+            pass, as Haiku's flag; loses precision when ``|mean| >> std``).
+          param_axis: the axes the params span (default ``-1``).
           name: module name, default ``LayerNorm``.
         """
         super().__init__(name=name)
-        self.axis = axis
+        self._where = where = f"{type(self).__name__} at '{self.module_path}'"
+        self.axis = _normalize.check_axes(where, "axis", axis)
+        self.param_axis = _normalize.check_axes(
+            where, "param_axis", -1 if param_axis is None else param_axis)
+        _normalize.check_flags(where, use_fast_variance=use_fast_variance)
         self.create_scale = create_scale
         self.create_offset = create_offset
         self.eps = eps
+        self.use_fast_variance = use_fast_variance
         self.scale_init, self.offset_init = _normalize.scale_offset_inits(
-            f"LayerNorm at '{self.module_path}'", create_scale, create_offset,
-            scale_init, offset_init)
+            where, create_scale, create_offset, scale_init, offset_init)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Returns ``x`` normalised, same shape and dtype."""
         x = jnp.asarray(x)
+        where = self._where
         if not x.ndim:
-            raise errors.MiniHaikuError(
-                f"LayerNorm at '{self.module_path}' got a scalar input. Fix: "
-                "pass an array of shape [..., channels].")
-        axes = _abs_axes(self.axis, x.ndim, f"LayerNorm at '{self.module_path}'")
+            raise errors.ModuleInputError(
+                f"{where} got a scalar input. Fix: pass an array of shape "
+                "[..., channels].")
+        axes = _normalize.abs_axes(self.axis, x.ndim, where)
         mean = jnp.mean(x, axis=axes, keepdims=True)
-        var = jnp.var(x, axis=axes, keepdims=True)
-        return _normalize.normalize(self, x, mean, var, (x.shape[-1],), x.dtype)
+        if self.use_fast_variance:
+            var = jnp.mean(jnp.square(x), axis=axes, keepdims=True) - jnp.square(mean)
+        else:
+            var = jnp.var(x, axis=axes, keepdims=True)
+        shape = _normalize.param_shape(
+            x.shape, _normalize.abs_axes(self.param_axis, x.ndim, where))
+        return _normalize.normalize(self, x, mean, var, shape, x.dtype)

@@ -1,0 +1,170 @@
+"""5. A transformer block stack: minihaiku vs raw JAX, dm-haiku and flax.linen.
+
+``layer_stack`` of pre-norm blocks (LayerNorm, causal MultiHeadAttention,
+LayerNorm, MLP), width 256, 8 heads, seq 128, batch 8. Rows: the jitted SGD
+step's time against the same math in raw JAX (``jax.lax.scan`` over stacked
+params) and the count of every optimized HLO op kind; the time against
+dm-haiku (``hk.layer_stack``) and flax.linen (``nn.scan``); compile time at 8
+vs 64 layers, and against flax at both depths.
+"""
+
+import jax
+import jax.numpy as jnp
+
+import minihaiku as mh
+from benchmarks import timing
+from benchmarks.peers import hk, linen
+from benchmarks.train_step import op_counts
+
+LAYERS, WIDTH, HEADS, SEQ, BATCH, LR = 8, 256, 8, 128, 8, 1e-3
+KEY_SIZE, HIDDEN = WIDTH // HEADS, 4 * WIDTH
+_W_INIT = jax.nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
+
+
+def _mh_model(layers):
+    def block(x):
+        h = mh.nn.LayerNorm()(x)
+        x = x + mh.nn.MultiHeadAttention(HEADS, KEY_SIZE, _W_INIT)(h, h, h, is_causal=True)
+        return x + mh.nn.MLP([HIDDEN, WIDTH], activation=jax.nn.gelu)(mh.nn.LayerNorm()(x))
+    return mh.without_apply_rng(mh.transform(lambda x: mh.lifted.layer_stack(layers)(block)(x)))
+
+
+def _raw_apply(params, x):
+    """The same network by hand: one scan over the per-layer slices of ``params``."""
+    def norm(x, p, name):
+        mean = jnp.mean(x, -1, keepdims=True)
+        var = jnp.var(x, -1, keepdims=True)
+        inv = p[name + "scale"] * jax.lax.rsqrt(var + jnp.float32(1e-5))
+        return (x - mean) * inv + p[name + "offset"]
+
+    def dense(x, p, name):
+        return x @ p[name + "w"] + p[name + "b"]
+
+    def layer(x, p):
+        h = norm(x, p, "ln0/")
+        q, k, v = (dense(h, p, n).reshape(h.shape[:-1] + (HEADS, KEY_SIZE))
+                   for n in ("q/", "k/", "v/"))
+        a = jax.nn.dot_product_attention(q, k, v, scale=1 / KEY_SIZE ** 0.5, is_causal=True)
+        x = x + dense(a.reshape(x.shape), p, "o/")
+        h = dense(jax.nn.gelu(dense(norm(x, p, "ln1/"), p, "mlp0/")), p, "mlp1/")
+        return x + h, None
+
+    return jax.lax.scan(layer, x, params)[0]
+
+
+def _raw_params(params):
+    pre = "~/"
+    names = {"LayerNorm_0/__call__/": "ln0/", "LayerNorm_1/__call__/": "ln1/",
+             "MultiHeadAttention_0/__call__/query_0/__call__/": "q/",
+             "MultiHeadAttention_0/__call__/key_0/__call__/": "k/",
+             "MultiHeadAttention_0/__call__/value_0/__call__/": "v/",
+             "MultiHeadAttention_0/__call__/linear_0/__call__/": "o/",
+             "MLP_0/__call__/Linear_0/__call__/": "mlp0/",
+             "MLP_0/__call__/Linear_1/__call__/": "mlp1/"}
+    out = {}
+    for path, value in params.items():
+        for long, short in names.items():
+            if path.startswith(pre + long):
+                out[short + path[len(pre + long):]] = value
+    assert len(out) == len(params), sorted(params)
+    return out
+
+
+def _hk_model(layers):
+    def block(x):
+        h = hk.LayerNorm(-1, True, True)(x)
+        mask = jnp.tril(jnp.ones((1, 1, SEQ, SEQ), bool))
+        x = x + hk.MultiHeadAttention(HEADS, KEY_SIZE, w_init=hk.initializers.VarianceScaling(
+            1.0, "fan_in", "truncated_normal"))(h, h, h, mask)
+        return x + hk.nets.MLP([HIDDEN, WIDTH], activation=jax.nn.gelu)(
+            hk.LayerNorm(-1, True, True)(x))
+    return hk.without_apply_rng(hk.transform(lambda x: hk.layer_stack(layers)(block)(x)))
+
+
+def _linen_model(layers):
+    class Block(linen.Module):
+        @linen.compact
+        def __call__(self, x, _):
+            h = linen.LayerNorm()(x)
+            x = x + linen.MultiHeadDotProductAttention(HEADS, qkv_features=WIDTH)(
+                h, h, mask=linen.make_causal_mask(jnp.ones(x.shape[:2])))
+            h = linen.Dense(WIDTH)(jax.nn.gelu(linen.Dense(HIDDEN)(linen.LayerNorm()(x))))
+            return x + h, None
+
+    class Stack(linen.Module):
+        @linen.compact
+        def __call__(self, x):
+            return linen.scan(Block, variable_axes={"params": 0}, split_rngs={"params": True},
+                              length=layers)()(x, None)[0]
+    return Stack()
+
+
+def _step(apply):
+    @jax.jit
+    def step(params, x, y):
+        loss = lambda p: jnp.mean((apply(p, x) - y) ** 2)  # noqa: E731
+        value, grads = jax.value_and_grad(loss)(params)
+        return value, jax.tree_util.tree_map(lambda p, g: p - LR * g, params, grads)
+    return step
+
+
+def _compile_seconds(step, params, x, y) -> float:
+    shapes = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), params)
+    return timing.compile_seconds(step, shapes, x, y)
+
+
+def _mh_compile(layers, x, y) -> float:
+    f = _mh_model(layers)
+    return _compile_seconds(_step(f.apply), jax.eval_shape(f.init, 0, x), x, y)
+
+
+def _linen_compile(layers, x, y) -> float:
+    m = _linen_model(layers)
+    params = jax.eval_shape(m.init, jax.random.PRNGKey(0), x)
+    return _compile_seconds(_step(m.apply), params, x, y)
+
+
+def run(rows: list) -> None:
+    x = jax.random.normal(jax.random.PRNGKey(1), (BATCH, SEQ, WIDTH))
+    y = jax.random.normal(jax.random.PRNGKey(2), (BATCH, SEQ, WIDTH))
+    name = f"transformer train step, layer_stack({LAYERS}) pre-norm blocks, w{WIDTH} h{HEADS}"
+    name += f" seq {SEQ} batch {BATCH}"
+    f = _mh_model(LAYERS)
+    params = f.init(0, x)
+    raw = _raw_params(params)
+    mh_step, raw_step = _step(f.apply), _step(_raw_apply)
+    hlo_mh = op_counts(mh_step.lower(params, x, y).compile().as_text())
+    hlo_raw = op_counts(raw_step.lower(raw, x, y).compile().as_text())
+    fns = {"raw": lambda: raw_step(raw, x, y), "mh": lambda: mh_step(params, x, y)}
+    if hk is not None:
+        hk_f = _hk_model(LAYERS)
+        hk_params, hk_step = hk_f.init(jax.random.PRNGKey(0), x), _step(hk_f.apply)
+        fns["hk"] = lambda: hk_step(hk_params, x, y)
+    if linen is not None:
+        ln_m = _linen_model(LAYERS)
+        ln_params, ln_step = ln_m.init(jax.random.PRNGKey(0), x), _step(ln_m.apply)
+        fns["linen"] = lambda: ln_step(ln_params, x, y)
+    t = timing.interleaved(fns, calls=3, rounds=5)
+    rows.append((name, "minihaiku / raw JAX", t["mh"] / t["raw"], "<= 1.02",
+                 f"{t['mh'] * 1e3:.1f} ms vs {t['raw'] * 1e3:.1f} ms"))
+    same = hlo_mh == hlo_raw
+    diff = {k: (hlo_mh[k], hlo_raw[k]) for k in hlo_mh.keys() | hlo_raw.keys()
+            if hlo_mh[k] != hlo_raw[k]}
+    rows.append(("optimized HLO of that step", "same count of every op kind",
+                 1.0 if same else 0.0, "same",
+                 f"{sum(hlo_mh.values())} ops, identical counts" if same
+                 else f"differs (mh, raw): {diff}"))
+    for peer, label in (("hk", "dm-haiku (hk.layer_stack)"), ("linen", "flax.linen (nn.scan)")):
+        if peer in t:
+            rows.append((name, f"minihaiku / {label}", t["mh"] / t[peer], "<= 1.0",
+                         f"{t['mh'] * 1e3:.1f} ms vs {t[peer] * 1e3:.1f} ms"))
+    c8, c64 = _mh_compile(8, x, y), _mh_compile(64, x, y)
+    rows.append(("compile time of that step, layer_stack(64) / layer_stack(8)",
+                 "minihaiku 64 / 8 layers", c64 / c8, "<= 1.3",
+                 f"{c64:.2f} s vs {c8:.2f} s"))
+    if linen is not None:
+        for layers, c in ((8, c8), (64, c64)):
+            cl = _linen_compile(layers, x, y)
+            rows.append((f"compile time of that step, {layers} layers",
+                         "minihaiku layer_stack / flax nn.scan", c / cl, "<= 1.0",
+                         f"{c:.2f} s vs {cl:.2f} s"))
