@@ -4,10 +4,12 @@
 the contract.
 """
 
+from minihaiku import config  # noqa: F401  (mh.config)
 from minihaiku import data  # noqa: F401  (mh.data)
 from minihaiku import io  # noqa: F401  (mh.io)
 from minihaiku import lifted  # noqa: F401  (mh.lifted)
 from minihaiku import nn  # noqa: F401  (mh.nn)
+from minihaiku import precision  # noqa: F401  (mh.precision)
 from minihaiku import sharding  # noqa: F401  (mh.sharding)
 from minihaiku.errors import CheckpointError
 from minihaiku.errors import CheckpointNotFoundError
@@ -27,6 +29,10 @@ from minihaiku.errors import NoRngError
 from minihaiku.errors import NotInTransformError
 from minihaiku.errors import StateNotAllowedError
 from minihaiku.errors import UnliftedTransformError
+from minihaiku.interceptors import custom_creator
+from minihaiku.interceptors import custom_getter
+from minihaiku.interceptors import custom_setter
+from minihaiku.interceptors import intercept_methods
 from minihaiku.module import Module
 from minihaiku.module import module_method
 from minihaiku.params import get_param

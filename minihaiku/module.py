@@ -12,6 +12,7 @@ from typing import Callable, Optional, TypeVar
 
 from minihaiku import errors
 from minihaiku import frame as frame_lib
+from minihaiku import _hooks
 from minihaiku import params as params_lib
 
 F = TypeVar("F", bound=Callable)
@@ -50,6 +51,8 @@ def module_method(f: F) -> F:
             return f(self, *args, **kwargs)
         frame.scope, frame.counters = scope, {}
         try:
+            if _hooks.METHODS:
+                return _hooks.call_method(f, self, method_name, args, kwargs)
             return f(self, *args, **kwargs)
         finally:
             frame.scope, frame.counters = outer_scope, outer_counters

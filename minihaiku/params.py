@@ -8,6 +8,7 @@ import numpy as np
 
 from minihaiku import errors
 from minihaiku import frame as frame_lib
+from minihaiku import _hooks
 from minihaiku import rng as rng_lib
 from minihaiku.sharding import _collect as axes_lib
 
@@ -76,6 +77,8 @@ def get_param(name: str, shape: Sequence[int], dtype: Any = jnp.float32,
         w = mh.get_param("w", (x.shape[-1], 3), init=jax.nn.initializers.zeros)
         return x @ w
     """
+    if _hooks.PARAMS and not _hooks.LOCAL.bypass:
+        return _hooks.get_param(get_param, name, shape, dtype, init)
     frame = frame_lib.current_frame("mh.get_param")
     path = f"{frame.scope}/{name}"
     if type(shape) is not tuple:

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 
 from minihaiku import errors
 from minihaiku import frame as frame_lib
+from minihaiku import _hooks
 from minihaiku import params as params_lib
 
 StateInitializer = Callable[[Sequence[int], Any], jax.Array]
@@ -46,6 +47,8 @@ def get_state(name: str, shape: Optional[Sequence[int]] = None,
         mh.set_state("count", count + 1)
         return count
     """
+    if _hooks.PARAMS and not _hooks.LOCAL.bypass:
+        return _hooks.get_state(get_state, name, shape, dtype, init)
     frame, path = _state_frame("mh.get_state", name)
     if shape is not None:
         shape = tuple(shape)
@@ -79,6 +82,8 @@ def set_state(name: str, value: Any) -> None:
     ``value`` as its initial value. In ``apply`` the entry must exist and keep
     its shape and dtype.
     """
+    if _hooks.PARAMS and not _hooks.LOCAL.bypass:
+        return _hooks.set_state(set_state, name, value)
     frame, path = _state_frame("mh.set_state", name)
     if not hasattr(value, "shape"):
         value = jnp.asarray(value)

@@ -1,0 +1,219 @@
+"""Mixed precision: per-module dtype policies, built on the interceptors.
+
+A :class:`Policy` says which dtype params are stored in, which dtype a
+module's methods compute in, and which dtype they return. ``set_policy``
+attaches one to a ``Module`` subclass or to a regex searched in module paths.
+While a module with a policy runs, its floating inputs are cast to the
+compute dtype and its floating outputs to the output dtype; params created
+inside it (submodules included) are stored in the param dtype and read cast
+to the compute dtype. Submodules without a policy of their own inherit the
+enclosing policy for their params, and leave their inputs and outputs alone.
+
+Normalisation layers (``BatchNorm``, ``LayerNorm``) inside a module with a
+policy keep float32 params and compute in float32, returning the enclosing
+compute dtype, unless a policy is set for them explicitly: their statistics
+lose too much in bfloat16 (Haiku's mixed-precision practice).
+"""
+
+import re
+import threading
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from minihaiku import _hooks, errors, nn
+from minihaiku.module import Module
+
+_NORMS = tuple(c for c in (getattr(nn, n, None) for n in (
+    "BatchNorm", "LayerNorm", "GroupNorm", "RMSNorm", "InstanceNorm")) if c is not None)
+_KEYS = {"params": "param_dtype", "compute": "compute_dtype", "output": "output_dtype"}
+
+
+def _dtype(value, where: str) -> np.dtype:
+    try:
+        return jnp.dtype(value)
+    except TypeError:
+        raise errors.InvalidArgumentError(
+            f"{where}: {value!r} is not a dtype. Fix: use e.g. 'float32', "
+            "'bfloat16', 'float16' or jnp.bfloat16.") from None
+
+
+class Policy:
+    """Which dtypes a module stores params in, computes in and returns.
+
+    Example::
+
+      policy = mh.precision.Policy(jnp.float32, jnp.bfloat16, jnp.float32)
+      assert policy == mh.precision.Policy.parse(
+          "params=float32,compute=bfloat16,output=float32")
+    """
+
+    __slots__ = ("param_dtype", "compute_dtype", "output_dtype")
+
+    def __init__(self, param_dtype: Any, compute_dtype: Any, output_dtype: Any):
+        self.param_dtype = _dtype(param_dtype, "Policy param_dtype")
+        self.compute_dtype = _dtype(compute_dtype, "Policy compute_dtype")
+        self.output_dtype = _dtype(output_dtype, "Policy output_dtype")
+
+    @classmethod
+    def parse(cls, text: str) -> "Policy":
+        """Reads ``"params=float32,compute=bfloat16,output=float32"``.
+
+        A missing ``compute`` or ``output`` defaults to float32.
+        """
+        fields = {"params": "float32", "compute": "float32", "output": "float32"}
+        for item in filter(None, (s.strip() for s in text.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep or key.strip() not in fields:
+                raise errors.InvalidArgumentError(
+                    f"Policy string {text!r}: {item!r} is not 'key=dtype' with key "
+                    f"one of {list(fields)}. Fix: e.g. "
+                    "'params=float32,compute=bfloat16,output=float32'.")
+            fields[key.strip()] = value.strip()
+        return cls(fields["params"], fields["compute"], fields["output"])
+
+    def _tuple(self) -> tuple:
+        return (self.param_dtype, self.compute_dtype, self.output_dtype)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Policy) and self._tuple() == other._tuple()
+
+    def __hash__(self) -> int:
+        return hash(self._tuple())
+
+    def __repr__(self) -> str:
+        return (f"Policy(params={self.param_dtype.name}, compute={self.compute_dtype.name}, "
+                f"output={self.output_dtype.name})")
+
+
+_CLASSES: dict = {}
+_PATHS: dict = {}  # regex text -> (compiled, policy); later entries win
+
+
+def _as_policy(policy: Policy | str) -> Policy:
+    if isinstance(policy, str):
+        return Policy.parse(policy)
+    if not isinstance(policy, Policy):
+        raise errors.InvalidArgumentError(
+            f"mh.precision.set_policy: policy must be a Policy or a string like "
+            f"'params=float32,compute=bfloat16,output=float32', got {policy!r}.")
+    return policy
+
+
+def _check_target(target) -> None:
+    if isinstance(target, str) or (isinstance(target, type) and issubclass(target, Module)):
+        return
+    raise errors.InvalidArgumentError(
+        f"mh.precision: target must be a mh.Module subclass or a regex searched in "
+        f"module paths, got {target!r}. Fix: e.g. set_policy(mh.nn.MLP, policy) or "
+        "set_policy(r'encoder/', policy).")
+
+
+def set_policy(target: type | str, policy: Policy | str | None) -> None:
+    """Attaches ``policy`` to a ``Module`` subclass or a module-path regex.
+
+    Policies are global (all threads, all transforms); set them before
+    tracing, since a jitted function keeps what it was traced with.
+    ``policy=None`` removes the target's policy. A path regex is searched in
+    the module's path (``~/MLP_0/__call__/Linear_1``) and wins over a class
+    policy; of several matching regexes, the last set wins.
+
+    Example::
+
+      mh.precision.set_policy(mh.nn.MLP, "params=float32,compute=bfloat16,output=float32")
+      mh.precision.clear_policies()
+    """
+    _check_target(target)
+    table = _PATHS if isinstance(target, str) else _CLASSES
+    table.pop(target, None)
+    if policy is not None:
+        policy = _as_policy(policy)
+        table[target] = (re.compile(target), policy) if isinstance(target, str) else policy
+    _register(bool(_CLASSES or _PATHS))
+
+
+def get_policy(target: type | str) -> Policy | None:
+    """The policy set for exactly ``target`` (a class or regex), or ``None``."""
+    _check_target(target)
+    if isinstance(target, str):
+        entry = _PATHS.get(target)
+        return None if entry is None else entry[1]
+    return _CLASSES.get(target)
+
+
+def clear_policies() -> None:
+    """Removes every policy."""
+    _CLASSES.clear()
+    _PATHS.clear()
+    _register(False)
+
+
+def _own_policy(module) -> Policy | None:
+    path = module._mh_path
+    for regex, policy in reversed(list(_PATHS.values())):
+        if regex.search(path):
+            return policy
+    for cls in type(module).__mro__:
+        policy = _CLASSES.get(cls)
+        if policy is not None:
+            return policy
+    return None
+
+
+class _Local(threading.local):
+    def __init__(self):
+        self.policies: list = []  # the policy in force in each running method
+
+
+_LOCAL = _Local()
+
+
+def _floating(x) -> bool:
+    return isinstance(x, (jax.Array, np.ndarray)) and jnp.issubdtype(x.dtype, jnp.floating)
+
+
+def _cast(tree, dtype):
+    return jax.tree_util.tree_map(
+        lambda x: x.astype(dtype) if _floating(x) and x.dtype != dtype else x, tree)
+
+
+def _method(method, args, kwargs, ctx):
+    stack = _LOCAL.policies
+    outer = stack[-1] if stack else None
+    own = _own_policy(ctx.module)
+    if own is None and outer is not None and isinstance(ctx.module, _NORMS):
+        own = Policy(jnp.float32, jnp.float32, outer.compute_dtype)
+    stack.append(own or outer)
+    try:
+        if own is None:
+            return method(*args, **kwargs)
+        args, kwargs = _cast((args, kwargs), own.compute_dtype)
+        return _cast(method(*args, **kwargs), own.output_dtype)
+    finally:
+        stack.pop()
+
+
+def _creator(next_creator, shape, dtype, init, ctx):
+    stack = _LOCAL.policies
+    if stack and stack[-1] is not None and jnp.issubdtype(dtype, jnp.floating):
+        dtype = stack[-1].param_dtype
+    return next_creator(shape, dtype, init)
+
+
+def _getter(next_getter, value, ctx):
+    stack = _LOCAL.policies
+    policy = stack[-1] if stack else None
+    if policy is not None and _floating(value) and value.dtype != policy.compute_dtype:
+        value = value.astype(policy.compute_dtype)
+    return next_getter(value)
+
+
+def _register(on: bool) -> None:
+    for kind, fn in (("methods", _method), ("param_creators", _creator),
+                     ("param_getters", _getter)):
+        if on:
+            _hooks.register_global(kind, fn)
+        else:
+            _hooks.unregister_global(kind, fn)
