@@ -13,10 +13,10 @@ import platform
 import jax
 from absl import app, flags
 
-from benchmarks import eager, interceptors, lifted, micro, train_step, transformer
+from benchmarks import convnet, eager, interceptors, lifted, micro, train_step, transformer
 
 _SECTIONS = {"eager": eager.run, "micro": micro.run, "train_step": train_step.run,
-             "lifted": lifted.run, "transformer": transformer.run,
+             "lifted": lifted.run, "convnet": convnet.run, "transformer": transformer.run,
              "interceptors": interceptors.run}
 _ONLY = flags.DEFINE_list("only", list(_SECTIONS), f"sections to run, of {list(_SECTIONS)}")
 _WRITE = flags.DEFINE_bool("write_results", False, "rewrite benchmarks/RESULTS.md")

@@ -94,3 +94,8 @@ class ShardingError(MiniHaikuError):
 
 class InterceptorError(MiniHaikuError):
     """A custom creator, getter, setter or method interceptor misbehaved."""
+
+
+class ModuleDefinitionError(MiniHaikuError):
+    """A ``Module`` subclass is written wrongly, e.g. its ``__init__`` never
+    calls ``super().__init__``."""

@@ -10,7 +10,7 @@ so transforms running in different threads never see each other's frames.
 import os
 import sys
 import threading
-from typing import Any, Optional
+from typing import Any
 
 from jax.extend.core import get_opaque_trace_state
 
@@ -31,13 +31,21 @@ class Frame:
       counters: module name -> instances built so far in this method call.
       trace: the JAX trace this frame was pushed in; touching params, state or
         keys from another trace means a raw JAX transform is in between.
+      run: identifies one call of ``init`` or ``apply``. The frames a lifted
+        transform pushes inside it pass the outer frame's ``run`` on, so they
+        belong to the same run; a module built in one run may be called only
+        in that run.
+      init_owner: the module whose ``__init__`` is running (its submodules
+        go under ``<path>/__init__``), or ``None``.
     """
 
     __slots__ = ("params", "state", "initial_state", "rng", "is_init",
-                 "allow_state", "scope", "counters", "trace")
+                 "allow_state", "scope", "counters", "trace", "run",
+                 "init_owner")
 
     def __init__(self, params, state, rng, is_init: bool, allow_state: bool,
-                 scope: str = "~", counters: Optional[dict] = None):
+                 scope: str = "~", counters: dict | None = None,
+                 run: object | None = None):
         self.params = params
         self.state = state
         self.initial_state = {}
@@ -47,6 +55,14 @@ class Frame:
         self.scope = scope
         self.counters = {} if counters is None else counters
         self.trace = get_opaque_trace_state()
+        self.run = Run() if run is None else run
+        self.init_owner = None
+
+
+class Run:
+    """The identity of one call of ``init`` or ``apply`` (compared with ``is``)."""
+
+    __slots__ = ()
 
 
 class _Stack(threading.local):

@@ -3,17 +3,20 @@
 An instance is named ``{name or ClassName}_{n}`` when it is built, in the
 scope of the module method running at that moment (``~`` at top level); ``n``
 counts instances of that name within one call of that method. While one of
-its methods runs, the scope is ``<where it was built>/<module name>/<method>``.
+its methods runs, the scope is ``<where it was built>/<module name>/<method>``;
+while its ``__init__`` runs, ``<where it was built>/<module name>/__init__``.
+A module belongs to the run of ``init``/``apply`` that built it.
 """
 
 import functools
 import inspect
-from typing import Callable, Optional, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
-from minihaiku import errors
+from minihaiku import checks, errors
 from minihaiku import frame as frame_lib
 from minihaiku import _hooks
-from minihaiku import params as params_lib
+from minihaiku.frame import _STACK
 
 F = TypeVar("F", bound=Callable)
 
@@ -21,9 +24,10 @@ F = TypeVar("F", bound=Callable)
 def module_method(f: F) -> F:
     """Makes ``f`` a module method: while it runs, params go under its scope.
 
-    ``Module`` subclasses wrap ``__call__`` and public methods automatically;
-    the decorator is for private methods, or for code written for the
-    tutorial. Wrapping twice is a no-op.
+    ``Module`` subclasses wrap ``__call__``, public methods and public
+    properties automatically; the decorator is for private methods, or for
+    code written for the tutorial. Wrapping twice is a no-op. A generator
+    method keeps its scope each time it resumes.
 
     Example::
 
@@ -36,14 +40,21 @@ def module_method(f: F) -> F:
         return f
     method_name = f.__name__
     caller = f"Module method {f.__qualname__}"
+    if inspect.isgeneratorfunction(f):
+        wrapped = _generator_method(f, method_name, caller)
+        wrapped._mh_wrapped = True
+        return wrapped
 
     @functools.wraps(f)
     def wrapped(self, *args, **kwargs):
         frame = frame_lib.current_frame(caller)
         try:
-            scope = f"{self._mh_path}/{method_name}"
+            path, run = self._mh_path, self._mh_run
         except AttributeError:
             raise _no_init_error(self) from None
+        if run is not frame.run:
+            raise _reuse_error(self, method_name)
+        scope = f"{path}/{method_name}"
         outer_scope, outer_counters = frame.scope, frame.counters
         if scope == outer_scope:
             # Re-entering the same method (super().__call__, recursion) keeps
@@ -61,17 +72,144 @@ def module_method(f: F) -> F:
     return wrapped
 
 
-def _no_init_error(module) -> errors.MiniHaikuError:
+def _method_scope(module, frame, method_name: str) -> str:
+    try:
+        path, run = module._mh_path, module._mh_run
+    except AttributeError:
+        raise _no_init_error(module) from None
+    if run is not frame.run:
+        raise _reuse_error(module, method_name)
+    return f"{path}/{method_name}"
+
+
+def _generator_method(f, method_name: str, caller: str):
+    """Wraps a generator method so its body runs in its scope at every resume.
+
+    Calling a generator runs none of its body, so the plain wrapper would
+    restore the scope before the first ``get_param``. Submodules built across
+    resumes are counted in one ``counters`` dict: one call, one count.
+    """
+
+    @functools.wraps(f)
+    def wrapped(self, *args, **kwargs):
+        frame = frame_lib.current_frame(caller)
+        scope = _method_scope(self, frame, method_name)
+        counters: dict = {}
+        gen = f(self, *args, **kwargs)
+        sent, thrown = None, None
+        while True:
+            frame = frame_lib.current_frame(caller)
+            outer_scope, outer_counters = frame.scope, frame.counters
+            if scope != outer_scope:
+                frame.scope, frame.counters = scope, counters
+            try:
+                value = gen.send(sent) if thrown is None else gen.throw(thrown)
+            except StopIteration as stop:
+                return stop.value
+            finally:
+                frame.scope, frame.counters = outer_scope, outer_counters
+            sent, thrown = None, None
+            try:
+                sent = yield value
+            except GeneratorExit:
+                gen.close()
+                raise
+            except BaseException as e:  # Delivered into f at its yield.
+                thrown = e
+
+    return wrapped
+
+
+def _property_method(fget: Callable, name: str) -> Callable:
+    """A property getter scoped like a method named after the property.
+
+    Outside a transform it just runs (a property reading configuration must
+    still work there; one that calls ``get_param`` fails in ``get_param``).
+    """
+    method = module_method(_renamed(fget, name))
+
+    @functools.wraps(fget)
+    def getter(self):
+        if not frame_lib.frames():
+            return fget(self)
+        return method(self)
+
+    getter._mh_wrapped = True
+    return getter
+
+
+def _renamed(f: Callable, name: str) -> Callable:
+    if f.__name__ == name:
+        return f
+
+    @functools.wraps(f)
+    def renamed(self):
+        return f(self)
+
+    renamed.__name__ = name
+    return renamed
+
+
+def _no_init_error(module) -> errors.ModuleDefinitionError:
     cls = type(module).__name__
-    return errors.MiniHaikuError(
+    return errors.ModuleDefinitionError(
         f"{cls} was not initialised as a module: {cls}.__init__ must call "
         "super().__init__(name=...) before its methods are used.")
+
+
+def _reuse_error(module, method_name: str) -> errors.ModuleReuseError:
+    return errors.ModuleReuseError(
+        f"{module!r} was built in another run of init/apply and is now called "
+        f"({method_name}) in this one. Here it would share the path "
+        f"'{module._mh_path}' with whatever this run builds there, silently. "
+        "Fix: build modules inside the transformed function, on every call "
+        "(e.g. `def f(x): return MyModule()(x)`), not once outside and reused; "
+        "store configuration, not module instances.")
+
+
+def _scoped_init(init: Callable, post_init: bool = False) -> Callable:
+    """Wraps a subclass's ``__init__`` (or dataclass ``__post_init__``).
+
+    The outermost wrapped ``__init__`` of a construction makes the module the
+    frame's ``init_owner``, so ``Module.__init__`` switches the scope to
+    ``<path>/__init__`` (fresh counters) for the submodules built after it,
+    and restores the caller's scope when construction ends. ``__init__``s
+    reached through ``super()`` run unwrapped. Classes without an
+    ``__init__`` of their own pay nothing.
+    """
+
+    @functools.wraps(init)
+    def wrapped(self, *args, **kwargs):
+        stack = _STACK.frames
+        if not stack:  # Let Module.__init__ (or a subclass) say what is wrong.
+            return init(self, *args, **kwargs)
+        frame = stack[-1]
+        owner = frame.init_owner
+        if owner is self:
+            return init(self, *args, **kwargs)
+        scope, counters = frame.scope, frame.counters
+        frame.init_owner = self
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            frame.scope, frame.counters, frame.init_owner = scope, counters, owner
+        if post_init and "_mh_path" not in self.__dict__:
+            # A dataclass whose __post_init__ did not call super().__post_init__():
+            # name it now, in the caller's scope.
+            Module.__init__(self, getattr(self, "name", None))
+
+    wrapped._mh_scoped = True
+    return wrapped
 
 
 class Module:
     """Base class of minihaiku modules.
 
-    ``__call__`` and every public method are module methods automatically.
+    ``__call__``, every public method and every public property are module
+    methods automatically. Submodules built in ``__init__`` (after
+    ``super().__init__()``) live under ``<path>/__init__``. A
+    ``@dataclasses.dataclass`` subclass works too; an optional ``name`` field
+    names it.
 
     Example::
 
@@ -85,22 +223,41 @@ class Module:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         for attr, value in list(vars(cls).items()):
-            if ((attr == "__call__" or not attr.startswith("_"))
-                    and inspect.isfunction(value)):
+            if (attr in ("__init__", "__post_init__") and inspect.isfunction(value)
+                    and not getattr(value, "_mh_scoped", False)):
+                setattr(cls, attr, _scoped_init(value, attr == "__post_init__"))
+                continue
+            if attr != "__call__" and attr.startswith("_"):
+                continue
+            if inspect.isfunction(value):
                 setattr(cls, attr, module_method(value))
+            elif (isinstance(value, property) and value.fget is not None
+                  and not getattr(value.fget, "_mh_wrapped", False)):
+                setattr(cls, attr, property(_property_method(value.fget, attr),
+                                            value.fset, value.fdel, value.__doc__))
 
-    def __init__(self, name: Optional[str] = None):
+    def __init__(self, name: str | None = None):
         frame = frame_lib.current_frame("Building a mh.Module")
+        # _name inlined: this runs for every module built, eagerly per call.
         if name is None:
             base = type(self).__name__
         else:  # A class name is always valid; a given one is checked.
-            params_lib.check_name("Module", name, f"of {type(self).__name__}")
+            checks.check_name("Module", name, f"of {type(self).__name__}")
             base = name
         counters = frame.counters
         n = counters.get(base, 0)
         counters[base] = n + 1
-        self.module_name = f"{base}_{n}"
-        self._mh_path = f"{frame.scope}/{self.module_name}"
+        self.module_name = module_name = f"{base}_{n}"
+        self._mh_path = path = f"{frame.scope}/{module_name}"
+        self._mh_run = frame.run
+        if frame.init_owner is self:
+            # The rest of the subclass's __init__ builds submodules under it;
+            # its wrapper (_scoped_init) restores the caller's scope afterwards.
+            frame.scope, frame.counters = f"{path}/__init__", {}
+
+    def __post_init__(self):
+        """Names a ``@dataclasses.dataclass`` module (from its ``name`` field)."""
+        Module.__init__(self, getattr(self, "name", None))
 
     @property
     def module_path(self) -> str:

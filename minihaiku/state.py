@@ -1,14 +1,14 @@
 """``get_state`` / ``set_state``: values that ``apply`` returns updated."""
 
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from minihaiku import errors
+from minihaiku import checks, errors
 from minihaiku import frame as frame_lib
 from minihaiku import _hooks
-from minihaiku import params as params_lib
 
 StateInitializer = Callable[[Sequence[int], Any], jax.Array]
 
@@ -25,15 +25,15 @@ def _state_frame(caller: str, name: str):
     return frame, path
 
 
-def _missing(path: str, shape, frame) -> errors.MissingParamError:
-    return errors.MissingParamError(params_lib._missing_message(
+def _missing(path: str, shape, frame) -> errors.MissingStateError:
+    return errors.MissingStateError(checks.missing_message(
         "state", path, shape, frame.state,
         "State can only be created in init: pass init's state to apply."))
 
 
-def get_state(name: str, shape: Optional[Sequence[int]] = None,
+def get_state(name: str, shape: Sequence[int] | None = None,
               dtype: Any = jnp.float32,
-              init: Optional[StateInitializer] = None) -> jax.Array:
+              init: StateInitializer | None = None) -> jax.Array:
     """Reads the state entry ``name``, creating it in ``init`` if needed.
 
     The initializer is deterministic, ``init(shape, dtype)`` (e.g.
@@ -50,29 +50,40 @@ def get_state(name: str, shape: Optional[Sequence[int]] = None,
     if _hooks.PARAMS and not _hooks.LOCAL.bypass:
         return _hooks.get_state(get_state, name, shape, dtype, init)
     frame, path = _state_frame("mh.get_state", name)
-    if shape is not None:
-        shape = tuple(shape)
+    if shape is not None and type(shape) is not tuple:
+        shape = checks.as_shape(shape, "State", path)
     value = frame.state.get(path)
     if value is None:
         if not frame.is_init:
             raise _missing(path, shape, frame)
         if init is None or shape is None:
-            raise errors.MiniHaikuError(
+            raise errors.InvalidArgumentError(
                 f"State '{path}' does not exist yet and get_state has no "
                 f"{'init' if init is None else 'shape'} to create it. Fix: "
                 "call e.g. mh.get_state(name, shape, dtype, init=jnp.zeros), "
                 "or mh.set_state(name, value) first.")
-        params_lib.check_name("State", name, f"path '{path}'")
-        value = init(shape, dtype)
-        params_lib.check_value("The initializer of state", path, value, shape,
-                               dtype, "Fix the initializer.")
+        checks.check_name("State", name, f"path '{path}'")
+        value = _create(path, init, shape, dtype)
+        checks.check_value("The initializer of state", path, value, shape,
+                           dtype, "Fix the initializer to return an array of "
+                           "the shape and dtype asked.")
         frame.state[path] = value
         frame.initial_state[path] = value
         return value
-    if shape is not None:
-        params_lib.check_value("State", path, value, shape, dtype,
-                               "Request the shape and dtype it was made with.")
+    if shape is not None or not hasattr(value, "shape"):
+        checks.check_value("State", path, value, shape, dtype,
+                           "Request the shape and dtype it was made with.")
     return value
+
+
+def _create(path: str, init: StateInitializer, shape: tuple, dtype):
+    try:
+        return init(shape, dtype)
+    except Exception as e:
+        mixed_up = checks.initializer_error("state", path, init, e)
+        if mixed_up is not None:
+            raise mixed_up from e
+        raise
 
 
 def set_state(name: str, value: Any) -> None:
@@ -86,16 +97,24 @@ def set_state(name: str, value: Any) -> None:
         return _hooks.set_state(set_state, name, value)
     frame, path = _state_frame("mh.set_state", name)
     if not hasattr(value, "shape"):
-        value = jnp.asarray(value)
+        try:
+            value = jnp.asarray(value)
+        except TypeError as e:
+            raise errors.InvalidArgumentError(
+                f"mh.set_state for '{path}' got {type(value).__name__} "
+                f"{value!r:.60}, which is not an array. Fix: set an array "
+                "(or a number or nested list of numbers).") from e
     old = frame.state.get(path)
     if old is None:
         if not frame.is_init:
             raise _missing(path, value.shape, frame)
-        params_lib.check_name("State", name, f"path '{path}'")
+        checks.check_name("State", name, f"path '{path}'")
         frame.initial_state[path] = value
     else:
+        if not hasattr(old, "shape"):
+            checks.check_value("State", path, old, None, None, "")
         # Checked in init too, so a change apply would refuse fails at once.
-        params_lib.check_value(
+        checks.check_value(
             "State", path, value, old.shape, old.dtype,
             f"set_state must keep the stored shape {tuple(old.shape)} and dtype "
             f"{old.dtype}; cast with .astype or reshape.")

@@ -7,7 +7,8 @@ a frame behind.
 """
 
 import functools
-from typing import Any, Callable, Mapping, NamedTuple, Union
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 from minihaiku import errors
 from minihaiku import frame as frame_lib
@@ -63,7 +64,7 @@ def _wraps(f):
 
 def _mapping(value, what: str, call: str) -> Mapping:
     if not isinstance(value, Mapping):
-        raise errors.MiniHaikuError(
+        raise errors.InvalidArgumentError(
             f"{call}: {what} must be the dict returned by init, got "
             f"{type(value).__name__}. Fix: check the argument order, "
             f"{call}.")
@@ -126,8 +127,8 @@ def transform_with_state(f: Callable[..., Any]) -> TransformedWithState:
 
 
 def without_apply_rng(
-        transformed: Union[Transformed, TransformedWithState]
-) -> Union[Transformed, TransformedWithState]:
+        transformed: Transformed | TransformedWithState
+) -> Transformed | TransformedWithState:
     """Drops the ``rng`` argument of ``apply`` (for functions drawing no key).
 
     Example::
@@ -151,7 +152,7 @@ def without_apply_rng(
             return apply(params, None, *args, **kwargs)
 
         return Transformed(transformed.init, apply_fn)
-    raise errors.MiniHaikuError(
+    raise errors.InvalidArgumentError(
         "without_apply_rng expects the result of mh.transform or "
         f"mh.transform_with_state, got {type(transformed).__name__}.")
 

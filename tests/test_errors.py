@@ -1,4 +1,4 @@
-"""Every misuse of API.md section 6 gives a clear MiniHaikuError, and nothing is left behind."""
+"""Every misuse gives a clear error of its own MiniHaikuError subclass; nothing is left behind."""
 
 import jax
 import jax.numpy as jnp
@@ -88,9 +88,10 @@ class ErrorsTest(absltest.TestCase):
 
     def test_bad_rng_and_argument_order(self):
         init, apply = mh.transform(lambda: mh.next_rng_key())
-        with self.assertRaisesRegex(mh.MiniHaikuError, r"rng must be a JAX PRNG key.*float32"):
+        with self.assertRaisesRegex(mh.InvalidRngError, r"rng must be a JAX PRNG key.*float32"):
             init(jnp.ones((3,)))
-        with self.assertRaisesRegex(mh.MiniHaikuError, "params must be the dict returned by init"):
+        with self.assertRaisesRegex(mh.InvalidArgumentError,
+                                    "params must be the dict returned by init"):
             apply(jax.random.PRNGKey(0), {})
 
     def test_state_under_transform_names_transform_with_state(self):
@@ -104,7 +105,7 @@ class ErrorsTest(absltest.TestCase):
 
         init, apply = mh.transform_with_state(f)
         params, _ = init(None)
-        with self.assertRaisesRegex(mh.MissingParamError, "State '~/s'.*created in init"):
+        with self.assertRaisesRegex(mh.MissingStateError, "State '~/s'.*created in init"):
             apply(params, {}, None)
 
     def test_set_state_must_keep_shape(self):
@@ -119,7 +120,7 @@ class ErrorsTest(absltest.TestCase):
             apply({}, {"~/s": jnp.zeros(2)}, None)
 
     def test_get_state_without_initializer(self):
-        with self.assertRaisesRegex(mh.MiniHaikuError, "'~/s' does not exist yet"):
+        with self.assertRaisesRegex(mh.InvalidArgumentError, "'~/s' does not exist yet"):
             mh.transform_with_state(lambda: mh.get_state("s", (2,))).init(None)
 
     def test_module_without_super_init(self):
@@ -130,7 +131,7 @@ class ErrorsTest(absltest.TestCase):
             def __call__(self, x):
                 return x
 
-        with self.assertRaisesRegex(mh.MiniHaikuError, r"must call super\(\).__init__"):
+        with self.assertRaisesRegex(mh.ModuleDefinitionError, r"must call super\(\).__init__"):
             mh.transform(lambda x: Bad()(x)).init(None, 1.0)
 
     def test_no_rng_error_says_what_the_initializer_raised(self):
@@ -141,9 +142,9 @@ class ErrorsTest(absltest.TestCase):
             mh.transform(f).init(None)
 
     def test_names_with_a_slash_are_refused(self):
-        with self.assertRaisesRegex(mh.MiniHaikuError, "'Linear_0/w'.*without '/'"):
+        with self.assertRaisesRegex(mh.InvalidNameError, "'Linear_0/w'.*without '/'"):
             mh.transform(lambda: mh.get_param("Linear_0/w", (1,))).init(0)
-        with self.assertRaisesRegex(mh.MiniHaikuError, "'a/b'.*without '/'"):
+        with self.assertRaisesRegex(mh.InvalidNameError, "'a/b'.*without '/'"):
             mh.transform_with_state(lambda: mh.set_state("a/b", 1)).init(None)
 
     def test_set_state_keeps_dtype_in_init_too(self):
@@ -155,7 +156,7 @@ class ErrorsTest(absltest.TestCase):
             mh.transform_with_state(f).init(None)
 
     def test_bad_module_name(self):
-        with self.assertRaisesRegex(mh.MiniHaikuError, "'a/b'.*without '/'"):
+        with self.assertRaisesRegex(mh.InvalidNameError, "'a/b'.*without '/'"):
             mh.transform(lambda: mh.Module(name="a/b")).init(None)
 
     def test_raw_jax_transform_around_param_creation(self):
@@ -191,6 +192,76 @@ class ErrorsTest(absltest.TestCase):
             self.assertFalse(mh.inside_transform())
         params = mh.transform(lambda x: Linear(3)(x)).init(0, jnp.ones((1, 2)))
         self.assertEqual(list(params), ["~/Linear_0/__call__/w"])
+
+
+
+class ValidationTest(absltest.TestCase):
+    """Bad rngs, shapes, values and initializers: specific errors saying what is expected."""
+
+    def test_invalid_rngs_say_what_a_key_may_be(self):
+        init = mh.transform(lambda: mh.get_param("w", (2,))).init
+        for bad in (jnp.zeros(3, jnp.uint32), jnp.zeros((2, 2), jnp.uint32), 2**64, 2**63,
+                    1.5, "seed", True, jnp.zeros(2, jnp.int32), [0, 1]):
+            with self.assertRaisesRegex(mh.InvalidRngError,
+                                        r"rng must be a JAX PRNG key.*raw key uint32\[2\]"):
+                init(bad)
+        with self.assertRaisesRegex(mh.InvalidRngError, "int seed 18446744073709551616"):
+            init(2**64)
+        # The valid forms still agree with each other.
+        by_seed = init(2**63 - 1)["~/w"]
+        np.testing.assert_array_equal(by_seed, init(jax.random.PRNGKey(2**63 - 1))["~/w"])
+        np.testing.assert_array_equal(init(np.uint32(3))["~/w"], init(3)["~/w"])
+
+    def test_shape_must_be_a_sequence_of_ints(self):
+        for shape, pattern in ((3, r"shape must be a tuple of ints, got int 3.*\(3,\)"),
+                               ((2.0,), r"must hold non-negative ints, got 2.0"),
+                               ((-1,), "got -1"), ("ab", "got str")):
+            with self.assertRaisesRegex(mh.InvalidArgumentError, "'~/w'.*" + pattern):
+                mh.transform(lambda shape=shape: mh.get_param("w", shape)).init(0)
+        with self.assertRaisesRegex(mh.InvalidArgumentError, "State '~/s'.*got int 3"):
+            mh.transform_with_state(lambda: mh.get_state("s", 3, init=jnp.zeros)).init(None)
+        # Any sequence of ints is fine.
+        params = mh.transform(lambda: mh.get_param("w", [2, np.int64(3)])).init(0)
+        self.assertEqual(params["~/w"].shape, (2, 3))
+
+    def test_params_values_must_be_arrays(self):
+        apply = mh.transform(lambda: mh.get_param("w", (2,))).apply
+        for bad in ([1.0, 2.0], 1.0):
+            with self.assertRaisesRegex(mh.InvalidArgumentError,
+                                        f"Param '~/w' is a {type(bad).__name__}, not an array"):
+                apply({"~/w": bad}, None)
+        _, sapply = mh.transform_with_state(lambda: mh.get_state("s"))
+        with self.assertRaisesRegex(mh.InvalidArgumentError, "State '~/s' is a list"):
+            sapply({}, {"~/s": [1.0]}, None)
+
+    def test_initializer_returning_a_list(self):
+        with self.assertRaisesRegex(mh.InvalidArgumentError,
+                                    "initializer of param '~/w' is a list, not an array"):
+            mh.transform(lambda: mh.get_param("w", (2,), init=lambda k, s, d: [0.0, 0.0])).init(0)
+        with self.assertRaisesRegex(mh.InvalidArgumentError,
+                                    "initializer of state '~/s' is a list, not an array"):
+            mh.transform_with_state(
+                lambda: mh.get_state("s", (2,), init=lambda s, d: [0.0, 0.0])).init(None)
+
+    def test_initializer_signatures_mixed_up(self):
+        with self.assertRaisesRegex(
+                mh.InvalidArgumentError,
+                r"param '~/w'.*state initializer.*init\(shape, dtype\).*param initializers are "
+                r"called as init\(key, shape, dtype\).*jax\.nn\.initializers\.zeros"):
+            mh.transform(lambda: mh.get_param("w", (2,), init=jnp.zeros)).init(0)
+        # Without an rng too: the signature, not the missing key, is the problem.
+        with self.assertRaisesRegex(mh.InvalidArgumentError, "state initializer"):
+            mh.transform(lambda: mh.get_param("w", (2,), init=jnp.ones)).init(None)
+        with self.assertRaisesRegex(
+                mh.InvalidArgumentError,
+                r"state '~/s'.*param initializer.*state initializers are called as "
+                r"init\(shape, dtype\).*init=jnp\.zeros"):
+            mh.transform_with_state(
+                lambda: mh.get_state("s", (2,), init=jax.nn.initializers.zeros)).init(None)
+
+    def test_set_state_of_a_non_array(self):
+        with self.assertRaisesRegex(mh.InvalidArgumentError, "'~/s' got str"):
+            mh.transform_with_state(lambda: mh.set_state("s", "abc")).init(None)
 
 
 if __name__ == "__main__":

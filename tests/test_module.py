@@ -1,4 +1,7 @@
-"""Module naming and param sharing (API.md section 3), incl. property tests."""
+"""Module naming and param sharing, incl. property tests."""
+
+import dataclasses
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -152,6 +155,300 @@ class NamingTest(absltest.TestCase):
         mh.transform(f).init(0, self.x)
         self.assertEqual(seen, [("Linear_0", "~/Probe_0/__call__/Linear_0",
                                  "Linear(~/Probe_0/__call__/Linear_0)")])
+
+
+
+class ScopingTest(absltest.TestCase):
+    """Properties, generators, __init__ and dataclasses are scoped like methods."""
+
+    def setUp(self):
+        super().setUp()
+        self.x = jnp.ones((2, 3))
+
+    def test_properties_are_scoped_per_instance(self):
+        class M(mh.Module):
+            @property
+            def w(self):
+                return mh.get_param("p", (3,))
+
+            @property
+            def size(self):
+                return 3
+
+        def f():
+            a, b = M(), M()
+            return a.w, b.w, a.w
+
+        init, apply = mh.transform(f)
+        params = init(0)
+        self.assertEqual(list(params), ["~/M_0/w/p", "~/M_1/w/p"])
+        wa, wb, wa2 = apply(params, None)
+        np.testing.assert_array_equal(wa, params["~/M_0/w/p"])
+        np.testing.assert_array_equal(wb, params["~/M_1/w/p"])
+        np.testing.assert_array_equal(wa, wa2)
+        self.assertFalse(np.array_equal(wa, wb))
+
+    def test_property_reading_configuration_works_outside_a_transform(self):
+        class M(mh.Module):
+            def __init__(self):
+                super().__init__()
+                self.n = 4
+
+            @property
+            def double(self):
+                return 2 * self.n
+
+        built = []
+        mh.transform(lambda: built.append(M())).init(None)
+        self.assertEqual(built[0].double, 8)
+
+    def test_generator_methods_keep_their_scope_across_resumes(self):
+        class Stream(mh.Module):
+            def steps(self, x):
+                for _ in range(2):
+                    x = Linear(3)(x)
+                    yield x * mh.get_param("s", ())
+
+        def f(x):
+            a, b = Stream(), Stream()
+            return list(a.steps(x)) + list(b.steps(x))
+
+        init, apply = mh.transform(f)
+        params = init(0, self.x)
+        self.assertEqual(list(params), [
+            "~/Stream_0/steps/Linear_0/__call__/w", "~/Stream_0/steps/s",
+            "~/Stream_0/steps/Linear_1/__call__/w",
+            "~/Stream_1/steps/Linear_0/__call__/w", "~/Stream_1/steps/s",
+            "~/Stream_1/steps/Linear_1/__call__/w"])
+        outs = apply(params, None, self.x)
+        w0, s, w1 = (params[f"~/Stream_0/steps/{k}"] for k in
+                     ("Linear_0/__call__/w", "s", "Linear_1/__call__/w"))
+        np.testing.assert_allclose(outs[0], (self.x @ w0) * s, rtol=1e-6)
+        np.testing.assert_allclose(outs[1], (self.x @ w0 @ w1) * s, rtol=1e-6)
+
+    def test_generator_send_and_return_value_pass_through(self):
+        class Acc(mh.Module):
+            def run(self):
+                total = 0.0
+                while True:
+                    got = yield total
+                    if got is None:
+                        return total
+                    total = total + got * mh.get_param("k", (), init=jax.nn.initializers.ones)
+
+        def f():
+            gen = Acc().run()
+            next(gen)
+            gen.send(2.0)
+            gen.send(3.0)
+            try:
+                gen.send(None)
+            except StopIteration as stop:
+                return stop.value
+
+        self.assertEqual(float(mh.transform(f).apply({"~/Acc_0/run/k": jnp.ones(())}, None)),
+                         5.0)
+
+    def test_submodules_built_in_init_live_under_the_parent(self):
+        class Parent(mh.Module):
+            def __init__(self, name=None):
+                super().__init__(name=name)
+                self.proj = Linear(4)
+                self.out = Linear(2)
+
+            def __call__(self, x):
+                return self.out(self.proj(x))
+
+        def f(x):
+            return Parent()(x) + Parent(name="p")(x) + Linear(2)(x)
+
+        init, apply = mh.transform(f)
+        params = init(0, self.x)
+        self.assertEqual(list(params), [
+            "~/Parent_0/__init__/Linear_0/__call__/w", "~/Parent_0/__init__/Linear_1/__call__/w",
+            "~/p_0/__init__/Linear_0/__call__/w", "~/p_0/__init__/Linear_1/__call__/w",
+            # A sibling is not renumbered by the parents' children.
+            "~/Linear_0/__call__/w"])
+        p = params
+        want = ((self.x @ p["~/Parent_0/__init__/Linear_0/__call__/w"])
+                @ p["~/Parent_0/__init__/Linear_1/__call__/w"]
+                + (self.x @ p["~/p_0/__init__/Linear_0/__call__/w"])
+                @ p["~/p_0/__init__/Linear_1/__call__/w"]
+                + self.x @ p["~/Linear_0/__call__/w"])
+        np.testing.assert_allclose(apply(params, None, self.x), want, rtol=1e-5)
+
+    def test_subclass_init_chain_keeps_one_init_scope(self):
+        class Base(mh.Module):
+            def __init__(self):
+                super().__init__()
+                self.a = Linear(3)
+
+        class Child(Base):
+            def __init__(self):
+                super().__init__()
+                self.b = Linear(3)
+
+            def __call__(self, x):
+                return self.b(self.a(x))
+
+        self.assertEqual(_init_paths(lambda x: Child()(x), self.x), [
+            "~/Child_0/__init__/Linear_0/__call__/w", "~/Child_0/__init__/Linear_1/__call__/w"])
+
+    def test_dataclass_modules(self):
+        @dataclasses.dataclass
+        class Scale(mh.Module):
+            size: int
+            name: str | None = None
+
+            def __post_init__(self):
+                super().__post_init__()
+                self.inner = Linear(self.size)
+
+            def __call__(self, x):
+                return self.inner(x) * mh.get_param("s", (), init=jax.nn.initializers.ones)
+
+        @dataclasses.dataclass
+        class Plain(mh.Module):
+            size: int
+
+            def __call__(self, x):
+                return Linear(self.size)(x)
+
+        def f(x):
+            return Scale(3)(x) + Scale(3, name="named")(x) + Plain(3)(x)
+
+        self.assertEqual(_init_paths(f, self.x), [
+            "~/Scale_0/__init__/Linear_0/__call__/w", "~/Scale_0/__call__/s",
+            "~/named_0/__init__/Linear_0/__call__/w", "~/named_0/__call__/s",
+            "~/Plain_0/__call__/Linear_0/__call__/w"])
+
+
+class ModuleReuseTest(absltest.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.x = jnp.ones((2, 3))
+
+    def test_module_built_in_init_and_called_in_apply_is_refused(self):
+        kept = []
+
+        def f(x):
+            if not kept:
+                kept.append(Linear(3))
+            return kept[0](x)
+
+        init, apply = mh.transform(f)
+        params = init(0, self.x)
+        with self.assertRaisesRegex(
+                mh.ModuleReuseError,
+                r"Linear\(~/Linear_0\) was built in another run.*'~/Linear_0'.*Fix: build"):
+            apply(params, None, self.x)
+        with self.assertRaisesRegex(mh.ModuleReuseError, "another run"):
+            init(1, self.x)
+
+    def test_module_from_another_thread_run_is_refused(self):
+        kept = []
+        t = threading.Thread(target=lambda: mh.transform(
+            lambda: kept.append(Linear(3))).init(None))
+        t.start()
+        t.join()
+        with self.assertRaises(mh.ModuleReuseError):
+            mh.transform(lambda x: kept[0](x)).init(0, self.x)
+
+    def test_module_built_outside_a_lifted_body_is_legal_inside_it(self):
+        def f(xs):
+            lin = Linear(3)
+
+            def body(c, x):
+                return c, lin(x)
+
+            _, ys = mh.lifted.scan(body, 0, xs)
+            return ys + lin(xs)
+
+        init, apply = mh.transform(f)
+        xs = jnp.ones((4, 2, 3))
+        params = init(0, xs)
+        self.assertEqual(list(params), ["~/Linear_0/__call__/w"])
+        w = params["~/Linear_0/__call__/w"]
+        np.testing.assert_allclose(apply(params, None, xs), 2 * (xs @ w), rtol=1e-6)
+        np.testing.assert_allclose(jax.jit(apply)(params, None, xs), 2 * (xs @ w), rtol=1e-6)
+
+
+
+class NameScopeAndToModuleTest(absltest.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.x = jnp.ones((2, 3))
+
+    def test_name_scope_adds_one_segment(self):
+        def f(x):
+            with mh.name_scope("block"):
+                y = Linear(3)(x) * mh.get_param("s", ())
+            with mh.name_scope("block"):  # Re-entered: modules keep counting.
+                y = Linear(3)(y)
+            return Linear(3)(y)
+
+        init, apply = mh.transform(f)
+        params = init(0, self.x)
+        self.assertEqual(list(params), [
+            "~/block/Linear_0/__call__/w", "~/block/s", "~/block/Linear_1/__call__/w",
+            "~/Linear_0/__call__/w"])
+        p = params
+        want = ((self.x @ p["~/block/Linear_0/__call__/w"]) * p["~/block/s"]
+                @ p["~/block/Linear_1/__call__/w"] @ p["~/Linear_0/__call__/w"])
+        np.testing.assert_allclose(apply(params, None, self.x), want, rtol=1e-5)
+
+    def test_name_scope_inside_a_method_and_a_lifted_body(self):
+        class M(mh.Module):
+            def __call__(self, x):
+                def body(c, xi):
+                    with mh.name_scope("step"):
+                        return c, Linear(3)(xi)
+                return mh.lifted.scan(body, 0, x)[1]
+
+        params = mh.transform(lambda x: M()(x)).init(0, jnp.ones((4, 2, 3)))
+        self.assertEqual(list(params), ["~/M_0/__call__/step/Linear_0/__call__/w"])
+
+    def test_name_scope_refuses_bad_names_and_restores_on_error(self):
+        for bad in ("a/b", "", 3):
+            with self.assertRaises(mh.InvalidNameError):
+                mh.transform(lambda bad=bad: mh.name_scope(bad).__enter__()).init(None)
+        with self.assertRaises(mh.NotInTransformError):
+            with mh.name_scope("x"):
+                pass
+
+        def f():
+            try:
+                with mh.name_scope("oops"):
+                    raise KeyError("boom")
+            except KeyError:
+                pass
+            return mh.get_param("w", (1,))
+
+        self.assertEqual(list(mh.transform(f).init(0)), ["~/w"])
+
+    def test_to_module(self):
+        def block(x, scale=1.0):
+            """A docstring."""
+            return Linear(3)(x) * scale
+
+        Block = mh.to_module(block)
+        self.assertTrue(issubclass(Block, mh.Module))
+        self.assertEqual(Block.__doc__, "A docstring.")
+
+        def f(x):
+            return Block()(x) + Block(name="other")(x, scale=2.0)
+
+        init, apply = mh.transform(f)
+        params = init(0, self.x)
+        self.assertEqual(list(params), ["~/block_0/__call__/Linear_0/__call__/w",
+                                        "~/other_0/__call__/Linear_0/__call__/w"])
+        w0, w1 = params.values()
+        np.testing.assert_allclose(apply(params, None, self.x),
+                                   self.x @ w0 + 2.0 * (self.x @ w1), rtol=1e-6)
+        with self.assertRaises(mh.InvalidArgumentError):
+            mh.to_module(3)
 
 
 # A random nesting: each node is a list of children; leaves are Linear layers.

@@ -95,6 +95,26 @@ class LinearTest(parameterized.TestCase):
         with self.assertRaisesRegex(mh.MiniHaikuError, "with_bias=False"):
             f.init(_KEY, jnp.ones([1, 3]))
 
+    @parameterized.parameters((3.0,), (-1,), (0,), ("a",), (True,))
+    def test_bad_output_size_is_an_error_at_construction(self, size):
+        with self.assertRaisesRegex(mh.ModuleInputError, "Linear_0.*output_size.*positive int"):
+            mh.transform(lambda: mh.nn.Linear(size)).init(_KEY)
+
+    def test_integer_input_is_an_error(self):
+        f = mh.transform(lambda x: mh.nn.Linear(2)(x))
+        with self.assertRaisesRegex(mh.ModuleInputError, "Linear_0.*int32.*astype"):
+            f.init(_KEY, jnp.ones([2, 3], jnp.int32))
+
+    def test_precision_is_passed_to_the_matmul(self):
+        x = _randn(0, [4, 5])
+        f = mh.transform(lambda x: mh.nn.Linear(3, precision=jax.lax.Precision.HIGHEST)(x))
+        params = _randomize(f.init(_KEY, x))
+        w, b = params["~/Linear_0/__call__/w"], params["~/Linear_0/__call__/b"]
+        want = jnp.matmul(x, w, precision=jax.lax.Precision.HIGHEST) + b
+        np.testing.assert_allclose(f.apply(params, None, x), want, rtol=1e-6)
+        jaxpr = str(jax.make_jaxpr(lambda p, x: f.apply(p, None, x))(params, x))
+        self.assertIn("HIGHEST", jaxpr)
+
 
 class MLPTest(parameterized.TestCase):
 
@@ -140,6 +160,24 @@ class MLPTest(parameterized.TestCase):
         with self.assertRaisesRegex(mh.MiniHaikuError, "output_sizes"):
             mh.transform(lambda x: mh.nn.MLP([])(x)).init(_KEY, jnp.ones([1, 2]))
 
+    def test_b_init_without_bias_is_an_error(self):
+        with self.assertRaisesRegex(mh.ModuleInputError, "MLP_0.*b_init.*with_bias=False"):
+            mh.transform(lambda: mh.nn.MLP([2], with_bias=False,
+                                           b_init=jax.nn.initializers.ones)).init(_KEY)
+
+    def test_layers_are_the_linears_of_the_last_call(self):
+        def f(x):
+            mlp = mh.nn.MLP([4, 3])
+            self.assertEqual(mlp.layers, ())
+            y = mlp(x)
+            self.assertEqual([type(m).__name__ for m in mlp.layers], ["Linear", "Linear"])
+            self.assertEqual([m.module_path for m in mlp.layers],
+                             ["~/MLP_0/__call__/Linear_0", "~/MLP_0/__call__/Linear_1"])
+            self.assertEqual([m.output_size for m in mlp.layers], [4, 3])
+            return y
+
+        mh.transform(f).init(_KEY, jnp.ones([1, 2]))
+
 
 class DropoutTest(parameterized.TestCase):
 
@@ -172,6 +210,24 @@ class DropoutTest(parameterized.TestCase):
         f = mh.transform(lambda x, r: mh.nn.dropout(r, x))
         out = jax.jit(f.apply)({}, 0, jnp.ones([1000]), 0.5)
         self.assertBetween(float((out == 0).mean()), 0.4, 0.6)
+
+    def test_broadcast_dims_share_the_mask(self):
+        f = mh.transform(lambda x: mh.nn.dropout(0.5, x, broadcast_dims=(0,)))
+        x = _randn(0, [8, 50])
+        key = next(mh.PRNGSequence(4))
+        keep = jax.random.bernoulli(key, 0.5, (1, 50))
+        out = f.apply({}, 4, x)
+        np.testing.assert_allclose(out, jnp.where(keep, x / 0.5, 0.0), rtol=1e-6)
+        with self.assertRaisesRegex(mh.InvalidArgumentError, r"broadcast_dims=\(2,\)"):
+            mh.transform(lambda x: mh.nn.dropout(0.5, x, broadcast_dims=(2,))).apply({}, 0, x)
+
+    def test_traced_is_training_is_a_clear_error(self):
+        f = mh.transform(lambda x, t: mh.nn.dropout(.1, x, t))
+        with self.assertRaisesRegex(mh.InvalidArgumentError,
+                                    "traced is_training.*static_argnums.*jnp.where"):
+            jax.jit(f.apply)({}, 0, jnp.ones([3]), True)
+        out = jax.jit(f.apply, static_argnums=3)({}, 0, jnp.ones([3]), False)
+        np.testing.assert_array_equal(out, 1.0)
 
 
 class LayerNormTest(parameterized.TestCase):
@@ -279,7 +335,7 @@ class BatchNormTest(absltest.TestCase):
         f = self._transformed()
         x = jnp.ones([4, 3])
         params, _ = f.init(_KEY, x, True)
-        with self.assertRaisesRegex(mh.MissingParamError,
+        with self.assertRaisesRegex(mh.MissingStateError,
                                     "BatchNorm_0.*moving statistics in state.*init"):
             f.apply(params, {}, None, x, True)
         with self.assertRaisesRegex(mh.StateNotAllowedError, "BatchNorm.*transform_with_state"):
@@ -322,6 +378,17 @@ class EmbedTest(absltest.TestCase):
         g = mh.transform(lambda x: mh.nn.Embed(10, 4).attend(x))
         with self.assertRaisesRegex(mh.MiniHaikuError, r"attend.*\(2, 5\).*\[\.\.\., 4\]"):
             g.init(_KEY, jnp.ones([2, 5]))
+
+    def test_ids_out_of_range(self):
+        f = mh.transform(lambda i: mh.nn.Embed(10, 4)(i))
+        params = f.init(_KEY, jnp.zeros([1], int))
+        for bad in ([3, 10], [-1, 2]):
+            with self.assertRaisesRegex(mh.ModuleInputError, r"Embed_0.*vocab_size=10.*\[0, 10\)"):
+                f.apply(params, None, jnp.array(bad))
+        # Under jit ids are not known: JAX's gather clamps (documented).
+        table = params["~/Embed_0/embeddings/embeddings"]
+        out = jax.jit(f.apply)(params, None, jnp.array([10, 25, -1]))
+        np.testing.assert_array_equal(out, table[jnp.array([9, 9, 9])])
 
 
 if __name__ == "__main__":

@@ -216,6 +216,28 @@ class UnrollTest(parameterized.TestCase):
         with self.assertRaisesRegex(mh.MiniHaikuError, r"\[B, T, \.\.\.\].*\(5,\)"):
             f.init(_KEY, jnp.ones([5]), _initial("GRU", 4, 2))
 
+    def test_static_unroll_over_zero_steps_is_empty_like_dynamic(self):
+        xs = jnp.zeros([0, 2, 3])
+        state = _initial("GRU", 4, 2)
+        outs = []
+        for unroll in (mh.nn.static_unroll, mh.nn.dynamic_unroll):
+            f = _unroll("GRU", unroll)
+            params = f.init(_KEY, xs, state)
+            self.assertLen(params, 3)
+            outs.append(f.apply(params, None, xs, state))
+        for (o, s) in outs:
+            self.assertEqual(o.shape, (0, 2, 4))
+            np.testing.assert_array_equal(s, state)
+
+    @parameterized.parameters(mh.nn.static_unroll, mh.nn.dynamic_unroll)
+    def test_batch_major_input_as_time_major_suggests_time_major_false(self, unroll):
+        f = _unroll("LSTM", unroll)
+        with self.assertRaisesRegex(mh.ModuleInputError, r"batch size 2.*time_major=False"):
+            f.init(_KEY, jnp.ones([2, 5, 3]), _initial("LSTM", 4, 2))
+        g = _unroll("LSTM", unroll, time_major=False)
+        with self.assertRaisesRegex(mh.ModuleInputError, r"batch size 2.*time_major=True"):
+            g.init(_KEY, jnp.ones([5, 2, 3]), _initial("LSTM", 4, 2))
+
 
 if __name__ == "__main__":
     absltest.main()

@@ -94,7 +94,7 @@ class Lift:
         inner = frame_lib.Frame(
             dict(params), dict(state), key,
             outer.is_init, outer.allow_state, outer.scope,
-            dict(self.start if counters is None else counters))
+            dict(self.start if counters is None else counters), outer.run)
         frame_lib.push(inner)
         try:
             yield inner

@@ -153,7 +153,7 @@ class BatchNorm(Module):
         try:
             return {name: state_lib.get_state(name, s, d, init=jnp.zeros)
                     for name, (s, d) in specs.items()}
-        except (errors.MissingParamError, errors.StateNotAllowedError) as e:
+        except (errors.MissingStateError, errors.StateNotAllowedError) as e:
             raise type(e)(
                 f"{where} keeps its moving statistics in state, which is "
                 f"missing here: {e} BatchNorm needs mh.transform_with_state, "

@@ -21,6 +21,12 @@ class Embed(Module):
     :meth:`embeddings`, which both ``__call__`` and ``attend`` call, so it has
     one path, ``<module path>/embeddings/embeddings``, shared by both.
 
+    Ids must be in ``[0, vocab_size)``. Concrete (eager) ids out of range are
+    a ``ModuleInputError``; under ``jax.jit`` ids are not known, and JAX's
+    indexing wraps a negative id ``-k`` (``k <= vocab_size``) to ``vocab_size -
+    k`` as NumPy does, then clamps into range: an id ``>= vocab_size`` reads the
+    last row, one ``< -vocab_size`` the first (the same as Haiku).
+
     Example::
 
       def f(ids):
@@ -54,17 +60,25 @@ class Embed(Module):
         """Looks up ``ids`` (any shape, integer dtype): ``ids.shape + (embed_dim,)``."""
         ids = jnp.asarray(ids)
         if not jnp.issubdtype(ids.dtype, jnp.integer):
-            raise errors.MiniHaikuError(
+            raise errors.ModuleInputError(
                 f"Embed at '{self.module_path}' got ids of dtype {ids.dtype} "
                 f"(shape {ids.shape}); ids must be integers. Fix: cast with "
                 "ids.astype(jnp.int32).")
+        if not isinstance(ids, jax.core.Tracer) and ids.size:
+            lo, hi = int(ids.min()), int(ids.max())
+            if lo < 0 or hi >= self.vocab_size:
+                raise errors.ModuleInputError(
+                    f"Embed at '{self.module_path}' (vocab_size={self.vocab_size}) got "
+                    f"ids of shape {ids.shape} in [{lo}, {hi}]; ids must be in [0, "
+                    f"{self.vocab_size}). Fix: map ids into the vocabulary or raise "
+                    "vocab_size (under jit, out-of-range ids are clamped, not checked).")
         return self.embeddings()[ids]
 
     def attend(self, x: jax.Array) -> jax.Array:
         """Scores ``x`` ``[..., embed_dim]`` against every row: ``x @ embeddings.T``."""
         x = jnp.asarray(x)
         if not x.ndim or x.shape[-1] != self.embed_dim:
-            raise errors.MiniHaikuError(
+            raise errors.ModuleInputError(
                 f"Embed.attend at '{self.module_path}' got shape {x.shape}; it "
                 f"needs [..., {self.embed_dim}] (embed_dim). Fix: project x to "
                 "embed_dim first.")

@@ -22,6 +22,13 @@ def _fan_in_truncated_normal(key, shape, dtype):
     return jax.nn.initializers.truncated_normal(stddev)(key, shape, dtype)
 
 
+def _as_int(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 1
+
+
 class Linear(Module):
     """An affine layer: ``x @ w + b`` over the last axis of ``x``.
 
@@ -38,6 +45,7 @@ class Linear(Module):
     def __init__(self, output_size: int, with_bias: bool = True,
                  w_init: Optional[Initializer] = None,
                  b_init: Optional[Initializer] = None,
+                 precision: Optional[jax.lax.Precision] = None,
                  name: Optional[str] = None):
         """Builds the layer.
 
@@ -46,17 +54,26 @@ class Linear(Module):
           with_bias: whether to add the bias ``b``.
           w_init: ``init(key, shape, dtype)`` for ``w``.
           b_init: ``init(key, shape, dtype)`` for ``b``.
+          precision: passed to the matmul (``jnp.matmul``), e.g.
+            ``jax.lax.Precision.HIGHEST``; default: JAX's default.
           name: module name, default ``Linear``.
         """
         super().__init__(name=name)
+        if (not isinstance(output_size, int) or isinstance(output_size, bool)
+                or output_size < 1):
+            raise errors.ModuleInputError(
+                f"Linear at '{self.module_path}' got output_size={output_size!r}; it "
+                "must be a positive int (the size of the output's last axis). Fix: "
+                f"e.g. Linear({max(1, _as_int(output_size))}).")
         if not with_bias and b_init is not None:
-            raise errors.MiniHaikuError(
+            raise errors.ModuleInputError(
                 f"Linear at '{self.module_path}' got b_init but with_bias=False. "
                 "Fix: drop b_init or set with_bias=True.")
         self.output_size = output_size
         self.with_bias = with_bias
         self.w_init = w_init or _fan_in_truncated_normal
         self.b_init = b_init or _zeros
+        self.precision = precision
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Returns ``x @ w + b``, of shape ``x.shape[:-1] + (output_size,)``."""
@@ -66,13 +83,21 @@ class Linear(Module):
             x = jnp.asarray(x)
             ndim = x.ndim
         if not ndim:
-            raise errors.MiniHaikuError(
+            raise errors.ModuleInputError(
                 f"Linear at '{self.module_path}' got a scalar input; it needs "
                 "shape [..., in]. Fix: pass x[None] or x.reshape(1, 1).")
         dtype = x.dtype
+        if not jnp.issubdtype(dtype, jnp.inexact):
+            raise errors.ModuleInputError(
+                f"Linear at '{self.module_path}' got an input of dtype {dtype} (shape "
+                f"{x.shape}); params take the input's dtype, so it must be floating. "
+                "Fix: cast first, e.g. x.astype(jnp.float32).")
         w = params_lib.get_param("w", (x.shape[-1], self.output_size), dtype,
                                  self.w_init)
+        if self.precision is None:  # The hot path: exactly `x @ w + b`.
+            y = x @ w
+        else:
+            y = jnp.matmul(x, w, precision=self.precision)
         if not self.with_bias:
-            return x @ w
-        return x @ w + params_lib.get_param("b", (self.output_size,), dtype,
-                                            self.b_init)
+            return y
+        return y + params_lib.get_param("b", (self.output_size,), dtype, self.b_init)

@@ -15,7 +15,8 @@ class MLP(Module):
     """A multi-layer perceptron.
 
     The ``Linear`` layers are built inside ``__call__``, so their params live
-    at ``<module path>/__call__/Linear_<i>/__call__/{w,b}``.
+    at ``<module path>/__call__/Linear_<i>/__call__/{w,b}``. ``layers`` holds
+    the ``Linear`` modules built by the latest call (empty before the first).
 
     Example::
 
@@ -44,14 +45,19 @@ class MLP(Module):
         super().__init__(name=name)
         self.output_sizes = tuple(output_sizes)
         if not self.output_sizes:
-            raise errors.MiniHaikuError(
+            raise errors.ModuleInputError(
                 f"MLP at '{self.module_path}' got no output_sizes. Fix: pass "
                 "the size of each layer, e.g. MLP([64, 64, 10]).")
+        if not with_bias and b_init is not None:
+            raise errors.ModuleInputError(
+                f"MLP at '{self.module_path}' got b_init but with_bias=False. Fix: "
+                "drop b_init or set with_bias=True.")
         self.activation = activation
         self.activate_final = activate_final
         self.with_bias = with_bias
         self.w_init = w_init
         self.b_init = b_init
+        self.layers: tuple = ()
 
     def __call__(self, x: jax.Array, dropout_rate: Optional[float] = None,
                  is_training: bool = True) -> jax.Array:
@@ -67,10 +73,13 @@ class MLP(Module):
           The output, of shape ``[..., output_sizes[-1]]``.
         """
         last = len(self.output_sizes) - 1
+        layers = []
         for i, size in enumerate(self.output_sizes):
-            x = Linear(size, self.with_bias, self.w_init, self.b_init)(x)
+            layers.append(Linear(size, self.with_bias, self.w_init, self.b_init))
+            x = layers[-1](x)
             if i < last or self.activate_final:
                 if dropout_rate is not None:
                     x = dropout(dropout_rate, x, is_training)
                 x = self.activation(x)
+        self.layers = tuple(layers)
         return x

@@ -15,17 +15,36 @@ Core = Callable[[Any, Any], Tuple[Any, Any]]
 def _num_steps(xs, time_axis: int, caller: str) -> int:
     leaves = jax.tree_util.tree_leaves(xs)
     if not leaves:
-        raise errors.MiniHaikuError(
+        raise errors.ModuleInputError(
             f"{caller} got an empty input sequence. Fix: pass an array (or a "
             "pytree of arrays) with a time axis.")
     shapes = [jnp.shape(x) for x in leaves]
     if any(len(s) <= time_axis for s in shapes) or len(
             {s[time_axis] for s in shapes}) != 1:
         layout = "[T, B, ...]" if time_axis == 0 else "[B, T, ...]"
-        raise errors.MiniHaikuError(
+        raise errors.ModuleInputError(
             f"{caller} needs every input leaf shaped {layout} with the same "
             f"number of steps T; got shapes {shapes}. Fix: check time_major.")
     return shapes[0][time_axis]
+
+
+def _check_layout(xs, initial_state, time_major: bool, caller: str) -> None:
+    # A [B, T, ...] input given as time-major (or the reverse) shows itself
+    # when the state's batch size matches the other axis: say so here, where
+    # the core would only see a state/input batch mismatch.
+    batches = {jnp.shape(s)[0] for s in jax.tree_util.tree_leaves(initial_state)
+               if jnp.ndim(s) >= 2}
+    shapes = [jnp.shape(x) for x in jax.tree_util.tree_leaves(xs)]
+    if len(batches) != 1 or not shapes or any(len(s) < 2 for s in shapes):
+        return
+    (b,) = batches
+    batch_axis, other = (1, 0) if time_major else (0, 1)
+    if all(s[batch_axis] != b and s[other] == b for s in shapes):
+        raise errors.ModuleInputError(
+            f"{caller}(time_major={time_major}) got inputs of shape(s) {shapes} and an "
+            f"initial state with batch size {b}: the batch is on axis {other}, so the "
+            f"input is {'[B, T, ...]' if time_major else '[T, B, ...]'}. Fix: pass "
+            f"time_major={not time_major}.")
 
 
 def _swap_batch_time(tree):
@@ -62,6 +81,7 @@ def dynamic_unroll(core: Core, xs, initial_state, time_major: bool = True,
     """
     caller = "mh.nn.dynamic_unroll"
     _num_steps(xs, 0 if time_major else 1, caller)
+    _check_layout(xs, initial_state, time_major, caller)
 
     def step(state, x):
         out, state = core(x, state)
@@ -87,7 +107,9 @@ def static_unroll(core: Core, xs, initial_state,
     """Runs ``core`` over the time axis of ``xs`` with a Python loop.
 
     Same contract as :func:`dynamic_unroll` (without its extra options); under
-    ``jax.jit`` the loop is unrolled into the program, one copy per step.
+    ``jax.jit`` the loop is unrolled into the program, one copy per step. Over
+    zero steps it returns empty outputs (and ``initial_state``), as
+    :func:`dynamic_unroll` does.
 
     Example::
 
@@ -96,6 +118,9 @@ def static_unroll(core: Core, xs, initial_state,
     """
     time_axis = 0 if time_major else 1
     num_steps = _num_steps(xs, time_axis, "mh.nn.static_unroll")
+    _check_layout(xs, initial_state, time_major, "mh.nn.static_unroll")
+    if not num_steps:  # The outputs' shapes need a (traced) step: scan's.
+        return dynamic_unroll(core, xs, initial_state, time_major)
     leaves, treedef = jax.tree_util.tree_flatten(xs)
     # Unstacking once gives JAX one slicing op (and an efficient VJP) per leaf.
     steps = [jnp.unstack(x, axis=time_axis) for x in leaves]
