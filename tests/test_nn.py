@@ -350,6 +350,19 @@ class BatchNormTest(absltest.TestCase):
 
 class EmbedTest(absltest.TestCase):
 
+    def test_concrete_ids_closed_over_by_jit_and_numpy_params(self):
+        # Concrete ids inside a jitted function are checked on the host, and
+        # numpy params (as mh.io.load returns them) take traced ids.
+        t = mh.transform(lambda ids: mh.nn.Embed(10, 4)(ids))
+        ids = jnp.array([1, 9, 0])
+        params = t.init(_KEY, ids)
+        table = np.asarray(params["~/Embed_0/embeddings/embeddings"])
+        out = jax.jit(lambda p: t.apply(p, None, ids))(params)
+        np.testing.assert_array_equal(out, table[[1, 9, 0]])
+        numpy_params = {k: np.asarray(v) for k, v in params.items()}
+        out = jax.jit(lambda i: t.apply(numpy_params, None, i))(ids)
+        np.testing.assert_array_equal(out, table[[1, 9, 0]])
+
     def test_lookup_and_attend_share_one_param(self):
         def f(ids):
             embed = mh.nn.Embed(10, 4)

@@ -4,6 +4,7 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from minihaiku import errors
 from minihaiku import params as params_lib
@@ -65,14 +66,19 @@ class Embed(Module):
                 f"(shape {ids.shape}); ids must be integers. Fix: cast with "
                 "ids.astype(jnp.int32).")
         if not isinstance(ids, jax.core.Tracer) and ids.size:
-            lo, hi = int(ids.min()), int(ids.max())
+            # Host-side: a jnp reduction would itself be traced when concrete
+            # ids are closed over by a jitted function.
+            host = np.asarray(ids)
+            lo, hi = int(host.min()), int(host.max())
             if lo < 0 or hi >= self.vocab_size:
                 raise errors.ModuleInputError(
                     f"Embed at '{self.module_path}' (vocab_size={self.vocab_size}) got "
                     f"ids of shape {ids.shape} in [{lo}, {hi}]; ids must be in [0, "
                     f"{self.vocab_size}). Fix: map ids into the vocabulary or raise "
                     "vocab_size (under jit, out-of-range ids are clamped, not checked).")
-        return self.embeddings()[ids]
+        # jnp.asarray: params loaded by mh.io are numpy arrays, which traced ids
+        # cannot index.
+        return jnp.asarray(self.embeddings())[ids]
 
     def attend(self, x: jax.Array) -> jax.Array:
         """Scores ``x`` ``[..., embed_dim]`` against every row: ``x @ embeddings.T``."""
