@@ -52,6 +52,11 @@ _PRECISION = flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
                                "Compute dtype (params stay float32) via mh.precision.")
 _CHECKPOINT_PATH = flags.DEFINE_string(
     "checkpoint_path", None, "Resume from this mh.io file if it exists; save to it at the end.")
+_CHECKPOINT_EVERY = flags.DEFINE_integer(
+    "checkpoint_every", 0, "With --checkpoint_path, also save every this many steps.")
+_STOP_AFTER = flags.DEFINE_integer(
+    "stop_after", 0, "Stop this run after this many steps of the schedule (as if preempted); "
+    "rerun with --checkpoint_path to resume.")
 _SAMPLE = flags.DEFINE_integer("sample", 0, "Generate this many characters after training.")
 _PROMPT = flags.DEFINE_string("prompt", "The ", "Prompt for --sample.")
 _TEMPERATURE = flags.DEFINE_float("temperature", 0.8, "Sampling temperature.")
@@ -128,9 +133,9 @@ def make_model(vocab_size: int, cache_size=None):
 
     def model(tokens, positions):
         d = _D_MODEL.value
-        embed = mh.nn.Embed(vocab_size, d)
+        embed = mh.nn.Embed(vocab_size, d, w_init=jax.nn.initializers.normal(1.0))
         pos = mh.get_param("positions", (_SEQ_LEN.value, d),
-                           init=jax.nn.initializers.normal(0.02))
+                           init=jax.nn.initializers.normal(0.1))
         x = embed(tokens) + pos[positions]
 
         def block(x):
@@ -140,7 +145,7 @@ def make_model(vocab_size: int, cache_size=None):
             block = mh.lifted.remat(block)
         x = mh.lifted.layer_stack(_NUM_LAYERS.value)(block)(x)
         x = mh.nn.RMSNorm(axis=-1)(x)
-        return embed.attend(x)
+        return mh.nn.Linear(vocab_size, w_init=jax.nn.initializers.zeros)(x)
 
     return model
 
@@ -150,28 +155,14 @@ def sharding_rules():
     from jax.sharding import PartitionSpec as P
 
     return [
-        (r"(query|key|value)/__call__/w$", P("data", "model")),
-        (r"(query|key|value)/__call__/b$", P("model")),
-        (r"attention.*linear/__call__/w$|MultiHeadAttention.*linear/__call__/w$",
-         P("model", "data")),
+        (r"(query|key|value)_0/__call__/w$", P("data", "model")),
+        (r"(query|key|value)_0/__call__/b$", P("model")),
+        (r"MultiHeadAttention_0/__call__/linear_0/__call__/w$", P("model", "data")),
         (r"MLP_0/__call__/Linear_0/__call__/w$", P("data", "model")),
         (r"MLP_0/__call__/Linear_0/__call__/b$", P("model")),
         (r"MLP_0/__call__/Linear_1/__call__/w$", P("model", "data")),
         (r"embeddings$", P(None, "model")),
     ]
-
-
-def make_mesh(spec: str):
-    """A ``Mesh`` from ``'data:4,model:2'`` over all (global) devices."""
-    names, sizes = [], []
-    for part in spec.split(","):
-        name, _, size = part.partition(":")
-        names.append(name.strip())
-        sizes.append(int(size))
-    if math.prod(sizes) != jax.device_count():
-        raise app.UsageError(f"--mesh={spec} needs {math.prod(sizes)} devices, "
-                             f"there are {jax.device_count()}.")
-    return jax.make_mesh(tuple(sizes), tuple(names))
 
 
 def loss_bits(apply, params, tokens, targets):
@@ -190,19 +181,22 @@ def main(argv):
                  "%.3f bits/char", len(corpus.train), len(corpus.valid), len(corpus.vocab),
                  corpus.unigram_bits)
     if _PRECISION.value == "bfloat16":
-        mh.precision.set_policy(
-            r".*", mh.precision.Policy("float32", "bfloat16", "float32"))
+        # Params stay float32, blocks compute in bfloat16 (norms in float32).
+        mh.precision.set_policy(Block, "params=float32,compute=bfloat16,output=float32")
     net = mh.transform(make_model(len(corpus.vocab)))
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, _LEARNING_RATE.value, _WARMUP.value, max(_STEPS.value, _WARMUP.value + 1),
         end_value=_LEARNING_RATE.value * 0.1)
-    no_decay = lambda params: {p: not p.endswith(("/scale", "/b", "/offset")) for p in params}
+
+    def decayed(params):  # No weight decay on norm scales, biases and offsets.
+        return {p: not p.endswith(("/scale", "/b", "/offset")) for p in params}
+
     tx = optax.chain(optax.clip_by_global_norm(1.0),
-                     optax.adamw(schedule, weight_decay=_WEIGHT_DECAY.value, mask=no_decay))
+                     optax.adamw(schedule, weight_decay=_WEIGHT_DECAY.value, mask=decayed))
     tokens0, _ = batch(corpus.train, 0, _SEED.value, _BATCH_SIZE.value, _SEQ_LEN.value)
     positions0 = np.arange(_SEQ_LEN.value)
 
-    mesh = make_mesh(_MESH.value) if _MESH.value else None
+    mesh = mh.sharding.mesh(_MESH.value) if _MESH.value else None
     if mesh is None:
         params = jax.jit(net.init)(_SEED.value, tokens0, positions0)
         put_batch = jnp.asarray
@@ -214,7 +208,9 @@ def main(argv):
             _SEED.value, tokens0, positions0)
         batch_sharding = NamedSharding(mesh, P("data", None) if "data" in mesh.axis_names
                                        else P())
-        put_batch = lambda a: jax.make_array_from_process_local_data(batch_sharding, a)
+
+        def put_batch(a):
+            return jax.make_array_from_process_local_data(batch_sharding, a)
     ts = TrainState(params, tx.init(params), jnp.zeros((), jnp.int32))
     if _CHECKPOINT_PATH.value and os.path.exists(_CHECKPOINT_PATH.value):
         loaded = mh.io.load(_CHECKPOINT_PATH.value, like=ts._asdict())
@@ -241,7 +237,8 @@ def main(argv):
 
     curves = {"train": [], "valid": []}
     seen, tick = 0, time.perf_counter()
-    while int(ts.step) < _STEPS.value:
+    last = min(_STEPS.value, _STOP_AFTER.value or _STEPS.value)
+    while int(ts.step) < last:
         step = int(ts.step)
         tokens, targets = batch(corpus.train, step, _SEED.value, _BATCH_SIZE.value,
                                 _SEQ_LEN.value)
@@ -257,16 +254,23 @@ def main(argv):
                          "%.0f tokens/s", step + 1, train_bits, valid_bits,
                          corpus.unigram_bits, rate)
             seen, tick = 0, time.perf_counter()
+        if _CHECKPOINT_PATH.value and _CHECKPOINT_EVERY.value and (
+                (step + 1) % _CHECKPOINT_EVERY.value == 0):
+            save(ts)
     logging.info("done: %d steps in %.1f s", int(ts.step), time.perf_counter() - start)
     if _CHECKPOINT_PATH.value:
-        mh.io.save(_CHECKPOINT_PATH.value, jax.device_get(ts._asdict()))
-        logging.info("saved train state to %s", _CHECKPOINT_PATH.value)
+        save(ts)
     if _SAMPLE.value:
-        text = sample(corpus, jax.device_get(ts.params), _PROMPT.value, _SAMPLE.value)
+        text = sample(corpus, ts.params, _PROMPT.value, _SAMPLE.value)
         logging.info("sample:\n%s", text)
-        print(text)
     if _PLOT_PATH.value:
         plot(_PLOT_PATH.value, curves, corpus.unigram_bits)
+
+
+def save(ts: TrainState) -> None:
+    """Writes the train state to ``--checkpoint_path`` (one file, atomically)."""
+    mh.io.save(_CHECKPOINT_PATH.value, jax.device_get(ts._asdict()))
+    logging.info("saved train state at step %d to %s", int(ts.step), _CHECKPOINT_PATH.value)
 
 
 def sample(corpus: Corpus, params, prompt: str, length: int) -> str:
@@ -310,7 +314,7 @@ def plot(path: str, curves: dict, unigram_bits: float) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, points in curves.items():
         if points:
-            steps, bits = zip(*points)
+            steps, bits = zip(*points, strict=True)
             ax.plot(steps, bits, marker="o", label=name)
     ax.axhline(unigram_bits, color="gray", linestyle="--", label="unigram entropy")
     ax.set_xlabel("step")
