@@ -1,0 +1,72 @@
+"""Smoke tests of the real-model examples: digits_cnn.py and transformer_lm.py.
+
+Each runs as a user runs it, in a subprocess, with few steps; resuming from a
+checkpoint must continue the very run that was interrupted.
+"""
+
+import re
+
+from absl.testing import absltest
+
+from test_examples import _is_png, _run, _tempdir
+
+
+def _logged(log: str, pattern: str) -> list:
+    return [float(x) for x in re.findall(pattern, log)]
+
+
+class DigitsCNNTest(absltest.TestCase):
+
+    def test_learns_the_digits_plots_and_resumes_the_same_run(self):
+        tmp = _tempdir(self)
+        whole = _run(self, ["examples/digits_cnn.py", "--steps=200", "--log_every=100",
+                            f"--plot_path={tmp / 'digits.png'}"])
+        accuracy = _logged(whole, r"test accuracy ([0-9.]+)")[0]
+        self.assertGreaterEqual(accuracy, 0.95)
+        self.assertTrue(_is_png(tmp / "digits.png"))
+        ckpt = f"--checkpoint_path={tmp / 'ckpt.npz'}"
+        _run(self, ["examples/digits_cnn.py", "--steps=100", "--log_every=100", ckpt])
+        resumed = _run(self, ["examples/digits_cnn.py", "--steps=200", "--log_every=100", ckpt])
+        self.assertIn("resumed from", resumed)
+        loss = r"step 200 loss ([0-9.]+)"
+        self.assertEqual(_logged(resumed, loss), _logged(whole, loss))
+        self.assertEqual(_logged(resumed, r"test accuracy ([0-9.]+)"), [accuracy])
+
+
+_TINY = ["examples/transformer_lm.py", "--d_model=32", "--num_layers=2", "--num_heads=2",
+         "--seq_len=32", "--batch_size=8", "--log_every=10", "--eval_batches=1",
+         "--learning_rate=1e-2", "--warmup_steps=5"]
+_BITS = r"step (\d+) train ([0-9.]+) bits/char valid ([0-9.]+) bits/char \(unigram ([0-9.]+)\)"
+
+
+class TransformerLMTest(absltest.TestCase):
+
+    def test_learns_resumes_the_same_curve_and_samples(self):
+        tmp = _tempdir(self)
+        whole = _run(self, _TINY + ["--steps=40", "--sample=30", "--prompt=The ",
+                                    f"--plot_path={tmp / 'lm.png'}"])
+        curve = re.findall(_BITS, whole)
+        self.assertLen(curve, 4)
+        first_valid, last_valid = float(curve[0][2]), float(curve[-1][2])
+        self.assertLess(last_valid, first_valid)
+        self.assertLess(last_valid, float(curve[-1][3]))   # below the unigram entropy
+        self.assertTrue(_is_png(tmp / "lm.png"))
+        sample = whole.split("sample:\n", 1)[1]
+        self.assertTrue(sample.startswith("The "), sample[:80])
+        self.assertGreaterEqual(len(sample.splitlines()[0]), 4)
+        ckpt = f"--checkpoint_path={tmp / 'ckpt.npz'}"
+        _run(self, _TINY + ["--steps=40", "--stop_after=20", ckpt])
+        resumed = _run(self, _TINY + ["--steps=40", ckpt])
+        self.assertIn("resumed from", resumed)
+        self.assertEqual(re.findall(_BITS, resumed), curve[2:])
+
+    def test_mesh_over_eight_devices_in_bfloat16_with_remat(self):
+        log = _run(self, _TINY + ["--steps=10", "--mesh=data:4,model:2", "--precision=bfloat16",
+                                  "--remat", "--num_kv_heads=1"], devices=8)
+        curve = re.findall(_BITS, log)
+        self.assertLen(curve, 1)
+        self.assertLess(float(curve[0][1]), 8.0)
+
+
+if __name__ == "__main__":
+    absltest.main()
