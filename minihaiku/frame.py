@@ -112,17 +112,23 @@ _RAW = {code: (name, f"use mh.lifted.{lifted} instead of {name}.")
 _RAW["cache_miss"] = ("jax.jit", "drop the inner jax.jit and jit the whole "
                       "init/apply instead, e.g. jax.jit(apply) (mh.lifted has "
                       "no jit: a jit inside a jit adds nothing).")
-for _code in ("grad_f", "value_and_grad_f", "vjp", "jvp", "linearize", "jacfun",
-              "jacrev", "jacfwd", "hessian"):
-    _RAW[_code] = ("a JAX autodiff transform (jax.grad, jax.vjp, ...)",
-                   "differentiate the whole apply instead, e.g. jax.grad(lambda "
-                   "params: loss(apply(params, rng, x)))(params) (mh.lifted "
-                   "has no grad).")
+_RAW["grad_f"] = ("jax.grad", "use mh.lifted.grad instead of jax.grad (it differentiates "
+                  "w.r.t. the arguments, params closed over), or differentiate the "
+                  "whole apply, e.g. jax.grad(lambda params: loss(apply(params, rng, "
+                  "x)))(params).")
+_RAW["value_and_grad_f"] = ("jax.value_and_grad", "use mh.lifted.value_and_grad "
+                            "instead of jax.value_and_grad, or differentiate the "
+                            "whole apply.")
+for _code in ("vjp", "jvp", "linearize", "jacfun", "jacrev", "jacfwd", "hessian"):
+    _RAW[_code] = ("a JAX autodiff transform (jax.vjp, jax.jvp, jax.jacrev, ...)",
+                   "use mh.lifted.grad / value_and_grad for gradients w.r.t. "
+                   "inputs, or differentiate the whole apply, e.g. jax.jacrev("
+                   "lambda params: apply(params, rng, x))(params).")
 _UNKNOWN_RAW = (
     "a JAX transform (jax.jit, jax.vmap, jax.grad, jax.checkpoint, "
     "jax.lax.scan, jax.lax.cond, ...)",
     "use the lifted version from mh.lifted (scan, remat, vmap, cond, switch, "
-    "fori_loop, while_loop, layer_stack), or apply the JAX transform to the "
+    "fori_loop, while_loop, layer_stack, grad, value_and_grad), or apply the JAX transform to the "
     "whole init/apply instead (e.g. jax.jit(apply)).")
 
 

@@ -29,7 +29,8 @@ RAW = {
     "scan": (lambda g: lambda x: jax.lax.scan(lambda c, x: (c, g(x)), 0.0, x)[1],
              ["mh.lifted.scan"]),
     "checkpoint": (lambda g: lambda x: jax.checkpoint(g)(x), ["mh.lifted", "remat"]),
-    "grad": (lambda g: lambda x: jax.grad(lambda x: jnp.sum(g(x)))(x), ["jax.grad"]),
+    "grad": (lambda g: lambda x: jax.grad(lambda x: jnp.sum(g(x)))(x),
+             ["jax.grad", "mh.lifted.grad"]),
     "cond": (lambda g: lambda x: jax.lax.cond(True, g, lambda x: x, x),
              ["mh.lifted", "cond"]),
 }
