@@ -154,7 +154,7 @@ def next_rng_key() -> jax.Array:
 
       def f(x):
         return x + jax.random.normal(mh.next_rng_key(), x.shape)
-      out = mh.transform(f).apply({}, 0, x)
+      out = mh.transform(f).apply({}, 0, jnp.zeros(3))
     """
     frame = frame_lib.current_frame("mh.next_rng_key()")
     frame_lib.check_trace(frame, "mh.next_rng_key()", frame.scope)

@@ -77,6 +77,7 @@ def transform(f: Callable[..., Any]) -> Transformed:
     Example::
 
       init, apply = mh.transform(lambda x: mh.nn.Linear(3)(x))
+      x = jnp.ones((2, 4))
       params = init(jax.random.PRNGKey(0), x)
       out = apply(params, None, x)
     """
@@ -133,7 +134,9 @@ def without_apply_rng(
 
     Example::
 
-      init, apply = mh.without_apply_rng(mh.transform(f))
+      init, apply = mh.without_apply_rng(mh.transform(lambda x: mh.nn.Linear(3)(x)))
+      x = jnp.ones((2, 4))
+      params = init(0, x)
       out = apply(params, x)
     """
     if isinstance(transformed, TransformedWithState):

@@ -12,6 +12,7 @@ Two kinds of examples:
 """
 
 import contextlib
+import doctest
 import inspect
 import io
 import os
@@ -39,25 +40,6 @@ _PAGES = sorted(
 # Pages whose printed outputs are known to be many: a page losing its checks
 # (e.g. a block renamed to ```py) fails here.
 _MIN_CHECKS = {"README.md": 2, "docs/tutorial.md": 15, "docs/api.md": 8}
-
-# Docstring examples that are not self-contained today: they use names they do
-# not define (``x``, ``params``, a user's ``MyRNNCell``, ...). Each one listed
-# here is still run, and the test checks it still fails, so fixing a docstring
-# without removing it from this set fails too. Empty this set by making each
-# example define what it uses.
-_KNOWN_NOT_SELF_CONTAINED = frozenset({
-    "mh.next_rng_key",         # uses an undefined `x`
-    "mh.transform",            # uses an undefined `x`
-    "mh.without_apply_rng",    # uses undefined `f`, `params`, `x`
-    "mh.nn.BatchNorm",         # uses an undefined `x`
-    "mh.nn.GRU",               # builds a module outside a transform
-    "mh.nn.LSTM",              # builds a module outside a transform
-    "mh.nn.VanillaRNN",        # builds a module outside a transform
-    "mh.nn.dynamic_unroll",    # builds a module outside a transform
-    "mh.nn.static_unroll",     # builds a module outside a transform
-    "mh.io.save",              # uses undefined `init`, `params`
-    "mh.io.load",              # uses undefined `init`
-})
 
 
 def expected_outputs(block: str) -> list:
@@ -172,25 +154,28 @@ class DocstringExamplesTest(absltest.TestCase):
             self.assertIn(name, examples)
 
     def test_every_docstring_example_runs(self):
-        failures, unexpectedly_fine = [], []
+        failures = []
         for name, code in docstring_examples().items():
             namespace = {"jax": jax, "jnp": jnp, "np": np, "mh": mh, "__name__": "__doc__"}
             try:
                 with tempfile.TemporaryDirectory() as tmp, _chdir(tmp):
-                    run_block(self, code, f"docstring of {name}", namespace)
+                    if ">>>" in code:
+                        _run_doctest(code, name, namespace)
+                    else:
+                        run_block(self, code, f"docstring of {name}", namespace)
             except Exception as e:  # noqa: BLE001 — collected and reported below
-                if name not in _KNOWN_NOT_SELF_CONTAINED:
-                    failures.append(f"{name}: {type(e).__name__}: {e}\n{code}")
-            else:
-                if name in _KNOWN_NOT_SELF_CONTAINED:
-                    unexpectedly_fine.append(name)
+                failures.append(f"{name}: {type(e).__name__}: {e}\n{code}")
+        # Every example defines what it uses (jax, jnp, np and mh are given).
         self.assertEqual(failures, [], "\n\n".join(failures))
-        self.assertEqual(unexpectedly_fine, [],
-                         "these examples run now: remove them from _KNOWN_NOT_SELF_CONTAINED")
 
-    def test_known_not_self_contained_names_exist(self):
-        examples = docstring_examples()
-        self.assertEqual(sorted(_KNOWN_NOT_SELF_CONTAINED - set(examples)), [])
+
+def _run_doctest(code: str, name: str, namespace: dict) -> None:
+    """Runs a ``>>>`` example as a doctest; raises if an output differs."""
+    test = doctest.DocTestParser().get_doctest(code, namespace, name, name, 0)
+    out = io.StringIO()
+    result = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS).run(test, out=out.write)
+    if result.failed:
+        raise AssertionError(out.getvalue())
 
 
 @contextlib.contextmanager

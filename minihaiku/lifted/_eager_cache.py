@@ -75,8 +75,9 @@ def eager_cache(enabled: bool) -> Iterator[None]:
 
     Example::
 
-      with mh.lifted.eager_cache(False):
-        out = apply(params, None, x)
+      f = mh.transform(lambda x: mh.lifted.fori_loop(0, 3, lambda i, v: v * 2, x))
+      with mh.lifted.eager_cache(False):    # compiled afresh at every eager call
+        out = f.apply({}, None, jnp.ones(2))
     """
     was = _SETTINGS.enabled
     _SETTINGS.enabled = bool(enabled)

@@ -40,6 +40,7 @@ class BatchNorm(Module):
     Example::
 
       f = mh.transform_with_state(lambda x, t: mh.nn.BatchNorm(0.9)(x, t))
+      x = jnp.arange(12.0).reshape(4, 3)
       params, state = f.init(0, x, True)
       y, state = f.apply(params, state, None, x, True)
     """

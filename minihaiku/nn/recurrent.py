@@ -70,8 +70,13 @@ class VanillaRNN(RNNCore):
 
     Example::
 
-      core = mh.nn.VanillaRNN(8)
-      out, h = core(x, core.initial_state(x.shape[0]))
+      def step(x):
+        core = mh.nn.VanillaRNN(8)
+        return core(x, core.initial_state(x.shape[0]))
+
+      x = jnp.ones((2, 3))
+      f = mh.transform(step)
+      out, h = f.apply(f.init(0, x), None, x)
     """
 
     def __init__(self, hidden_size: int, double_bias: bool = True,
@@ -102,8 +107,13 @@ class LSTM(RNNCore):
 
     Example::
 
-      core = mh.nn.LSTM(8)
-      out, state = core(x, core.initial_state(x.shape[0]))
+      def step(x):
+        core = mh.nn.LSTM(8)
+        return core(x, core.initial_state(x.shape[0]))
+
+      x = jnp.ones((2, 3))
+      f = mh.transform(step)
+      out, state = f.apply(f.init(0, x), None, x)
     """
 
     def __init__(self, hidden_size: int, name: Optional[str] = None):
@@ -148,8 +158,13 @@ class GRU(RNNCore):
 
     Example::
 
-      core = mh.nn.GRU(8)
-      out, h = core(x, core.initial_state(x.shape[0]))
+      def step(x):
+        core = mh.nn.GRU(8)
+        return core(x, core.initial_state(x.shape[0]))
+
+      x = jnp.ones((2, 3))
+      f = mh.transform(step)
+      out, h = f.apply(f.init(0, x), None, x)
     """
 
     def __init__(self, hidden_size: int, w_i_init: Optional[Initializer] = None,

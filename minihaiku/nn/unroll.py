@@ -76,8 +76,13 @@ def dynamic_unroll(core: Core, xs, initial_state, time_major: bool = True,
 
     Example::
 
-      core = mh.nn.LSTM(8)
-      outs, state = mh.nn.dynamic_unroll(core, xs, core.initial_state(xs.shape[1]))
+      def f(xs):                       # xs: [time, batch, features]
+        core = mh.nn.LSTM(8)
+        return mh.nn.dynamic_unroll(core, xs, core.initial_state(xs.shape[1]))
+
+      xs = jnp.ones((5, 2, 3))
+      f = mh.transform(f)
+      outs, state = f.apply(f.init(0, xs), None, xs)   # outs: [5, 2, 8]
     """
     caller = "mh.nn.dynamic_unroll"
     _num_steps(xs, 0 if time_major else 1, caller)
@@ -113,8 +118,13 @@ def static_unroll(core: Core, xs, initial_state,
 
     Example::
 
-      core = mh.nn.GRU(8)
-      outs, h = mh.nn.static_unroll(core, xs, core.initial_state(xs.shape[1]))
+      def f(xs):                       # xs: [time, batch, features]
+        core = mh.nn.GRU(8)
+        return mh.nn.static_unroll(core, xs, core.initial_state(xs.shape[1]))
+
+      xs = jnp.ones((5, 2, 3))
+      f = mh.transform(f)
+      outs, h = f.apply(f.init(0, xs), None, xs)   # outs: [5, 2, 8]
     """
     time_axis = 0 if time_major else 1
     num_steps = _num_steps(xs, time_axis, "mh.nn.static_unroll")
