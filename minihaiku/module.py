@@ -13,9 +13,8 @@ import inspect
 from collections.abc import Callable
 from typing import TypeVar
 
-from minihaiku import checks, errors
+from minihaiku import _hooks, checks, errors
 from minihaiku import frame as frame_lib
-from minihaiku import _hooks
 from minihaiku.frame import _STACK
 
 F = TypeVar("F", bound=Callable)

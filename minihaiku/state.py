@@ -6,9 +6,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from minihaiku import checks, errors
+from minihaiku import _hooks, checks, errors
 from minihaiku import frame as frame_lib
-from minihaiku import _hooks
 
 StateInitializer = Callable[[Sequence[int], Any], jax.Array]
 

@@ -1,7 +1,6 @@
 """``Linear``: an affine layer ``x @ w + b``."""
 
 import math
-from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -43,10 +42,10 @@ class Linear(Module):
     """
 
     def __init__(self, output_size: int, with_bias: bool = True,
-                 w_init: Optional[Initializer] = None,
-                 b_init: Optional[Initializer] = None,
-                 precision: Optional[jax.lax.Precision] = None,
-                 name: Optional[str] = None):
+                 w_init: Initializer | None = None,
+                 b_init: Initializer | None = None,
+                 precision: jax.lax.Precision | None = None,
+                 name: str | None = None):
         """Builds the layer.
 
         Args:

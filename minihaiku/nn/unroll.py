@@ -1,15 +1,15 @@
 """Running a recurrent core over a sequence: ``dynamic_unroll``, ``static_unroll``."""
 
-from typing import Any, Callable, Tuple
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from minihaiku import errors
-from minihaiku import lifted
+from minihaiku import errors, lifted
 from minihaiku import transform as transform_lib
 
-Core = Callable[[Any, Any], Tuple[Any, Any]]
+Core = Callable[[Any, Any], tuple[Any, Any]]
 
 
 def _num_steps(xs, time_axis: int, caller: str) -> int:
@@ -53,7 +53,7 @@ def _swap_batch_time(tree):
 
 def dynamic_unroll(core: Core, xs, initial_state, time_major: bool = True,
                    reverse: bool = False, return_all_states: bool = False,
-                   unroll: int = 1) -> Tuple[Any, Any]:
+                   unroll: int = 1) -> tuple[Any, Any]:
     """Runs ``core`` over the time axis of ``xs`` in one ``mh.lifted.scan`` loop.
 
     The core's params are shared by all steps (created once in init).
@@ -108,7 +108,7 @@ def dynamic_unroll(core: Core, xs, initial_state, time_major: bool = True,
 
 
 def static_unroll(core: Core, xs, initial_state,
-                  time_major: bool = True) -> Tuple[Any, Any]:
+                  time_major: bool = True) -> tuple[Any, Any]:
     """Runs ``core`` over the time axis of ``xs`` with a Python loop.
 
     Same contract as :func:`dynamic_unroll` (without its extra options); under
