@@ -56,7 +56,7 @@ class _Local(threading.local):
 
 LOCAL = _Local()
 # Registered for every thread, outermost (precision policies).
-GLOBAL = {kind: [] for kind in _KINDS}
+GLOBAL: dict[str, list] = {kind: [] for kind in _KINDS}
 LOCK = threading.Lock()
 COUNTS = {"params": 0, "methods": 0}
 _NAMES = False

@@ -22,7 +22,7 @@ _CANONICAL: dict = {False: {}, True: {}}
 
 def canonical_dtype(dtype) -> np.dtype:
     """The dtype JAX would actually store for a request of ``dtype``."""
-    cache = _CANONICAL[jax.config.jax_enable_x64]
+    cache = _CANONICAL[jax.config.jax_enable_x64]  # type: ignore[attr-defined]  # jax.config's flags are dynamic attributes, not in its stubs
     out = cache.get(dtype)
     if out is None:
         try:

@@ -11,7 +11,7 @@ A module belongs to the run of ``init``/``apply`` that built it.
 import functools
 import inspect
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from minihaiku import _hooks, checks, errors
 from minihaiku import frame as frame_lib
@@ -40,9 +40,7 @@ def module_method(f: F) -> F:
     method_name = f.__name__
     caller = f"Module method {f.__qualname__}"
     if inspect.isgeneratorfunction(f):
-        wrapped = _generator_method(f, method_name, caller)
-        wrapped._mh_wrapped = True
-        return wrapped
+        return _tag(_generator_method(f, method_name, caller), "_mh_wrapped")
 
     @functools.wraps(f)
     def wrapped(self, *args, **kwargs):
@@ -67,8 +65,13 @@ def module_method(f: F) -> F:
         finally:
             frame.scope, frame.counters = outer_scope, outer_counters
 
-    wrapped._mh_wrapped = True
-    return wrapped
+    return _tag(wrapped, "_mh_wrapped")
+
+
+def _tag(fn: Callable, flag: str) -> Any:
+    """Sets ``fn.<flag> = True``, so a wrapper is recognised (and never wrapped twice)."""
+    setattr(fn, flag, True)
+    return fn
 
 
 def _method_scope(module, frame, method_name: str) -> str:
@@ -133,8 +136,7 @@ def _property_method(fget: Callable, name: str) -> Callable:
             return fget(self)
         return method(self)
 
-    getter._mh_wrapped = True
-    return getter
+    return _tag(getter, "_mh_wrapped")
 
 
 def _renamed(f: Callable, name: str) -> Callable:
@@ -197,8 +199,7 @@ def _scoped_init(init: Callable, post_init: bool = False) -> Callable:
             # name it now, in the caller's scope.
             Module.__init__(self, getattr(self, "name", None))
 
-    wrapped._mh_scoped = True
-    return wrapped
+    return _tag(wrapped, "_mh_scoped")
 
 
 class Module:

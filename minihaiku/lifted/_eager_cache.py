@@ -99,7 +99,7 @@ def run_transform(fn: Callable, *args) -> Any:
     Under an outer JAX transform (e.g. ``jax.jit(apply)``) or with the cache
     off this is just ``fn(*args)``; eagerly, see the module docstring.
     """
-    if not _SETTINGS.enabled or jax.config.jax_disable_jit or not _eager():
+    if not _SETTINGS.enabled or jax.config.jax_disable_jit or not _eager():  # type: ignore[attr-defined]  # jax.config's flags are dynamic attributes, not in its stubs
         return fn(*args)
     # Only arrays become inputs: Python values (a flag for an unmapped vmap
     # argument, say) must reach the function as they are, as without us.

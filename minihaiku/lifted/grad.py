@@ -37,7 +37,7 @@ def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0,
         return critic(x) + jnp.sum(dx ** 2)
     """
     many = not isinstance(argnums, int)
-    positions = tuple(argnums) if many else (argnums,)
+    positions = (argnums,) if isinstance(argnums, int) else tuple(argnums)
 
     @functools.wraps(f)
     def wrapped(*args, **kwargs):

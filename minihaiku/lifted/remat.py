@@ -75,7 +75,7 @@ def remat(f: Callable[..., Any], *, policy: Callable[..., bool] | None = None,
             checkpointed, dict(outer.state), None if seq is None else seq.snapshot(), dynamic)
         if seq is not None:
             seq.restore(snapshot)
-        lift.commit((), state, initial_state)
+        lift.commit(state=state, initial_state=initial_state)
         return out
 
     return rematted

@@ -182,7 +182,7 @@ class MultiHeadAttention(Module):
                 f"{where}: the decoding cache holds {size} positions, "
                 f"{int(index)} are written and this call adds {t}. Fix: build the "
                 "module with a larger cache_size, or restart from init's state.")
-        start = (0,) * len(lead) + (index, 0, 0)
+        start: tuple[int | jax.Array, ...] = (0,) * len(lead) + (index, 0, 0)
         cached_k = jax.lax.dynamic_update_slice(cached_k, k, start)
         cached_v = jax.lax.dynamic_update_slice(cached_v, v, start)
         state_lib.set_state("cached_key", cached_k)

@@ -1,7 +1,7 @@
 """Recurrent containers: ``DeepRNN`` (cores stacked) and ``ResetCore``."""
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, TypeGuard
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +11,13 @@ from minihaiku.module import Module
 from minihaiku.nn.recurrent import RNNCore
 
 
-def _is_core(layer) -> bool:
+class _Core(Protocol):
+    def __call__(self, inputs: Any, prev_state: Any) -> tuple[Any, Any]: ...
+
+    def initial_state(self, batch_size: int | None) -> Any: ...
+
+
+def _is_core(layer: object) -> TypeGuard[_Core]:
     return isinstance(layer, RNNCore) or (
         callable(getattr(layer, "initial_state", None)) and isinstance(layer, Module))
 

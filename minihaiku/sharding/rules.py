@@ -71,7 +71,7 @@ def checked_rules(rules) -> list:
         raise errors.InvalidArgumentError(
             f"rules must be a list of (path_regex, PartitionSpec) pairs, got "
             f"{type(rules).__name__}. Fix: e.g. [(r'Linear_0/.*/w$', P(None, 'model'))].")
-    out = []
+    out: list[LogicalRules | tuple[re.Pattern, P]] = []
     for rule in rules:
         if isinstance(rule, LogicalRules):
             out.append(rule)

@@ -25,8 +25,8 @@ def split_static(args: tuple, kwargs: dict) -> tuple:
 
     def rebuild(arrays):
         it = iter(arrays)
-        return treedef.unflatten(
-            [next(it) if t else leaf for leaf, t in zip(leaves, traced, strict=True)])
+        return jax.tree_util.tree_unflatten(
+            treedef, [next(it) if t else leaf for leaf, t in zip(leaves, traced, strict=True)])
 
     return [leaf for leaf, t in zip(leaves, traced, strict=True) if t], rebuild
 
