@@ -44,7 +44,7 @@ class Frame:
                  "allow_state", "scope", "counters", "trace", "run",
                  "init_owner")
 
-    def __init__(self, params, state, rng, is_init: bool, allow_state: bool,
+    def __init__(self, params: Any, state: Any, rng: Any, is_init: bool, allow_state: bool,
                  scope: str = "~", counters: dict | None = None,
                  run: object | None = None):
         self.params = params

@@ -74,7 +74,7 @@ def _tag(fn: Callable, flag: str) -> Any:
     return fn
 
 
-def _method_scope(module, frame, method_name: str) -> str:
+def _method_scope(module: Any, frame: Any, method_name: str) -> str:
     try:
         path, run = module._mh_path, module._mh_run
     except AttributeError:
@@ -84,7 +84,7 @@ def _method_scope(module, frame, method_name: str) -> str:
     return f"{path}/{method_name}"
 
 
-def _generator_method(f, method_name: str, caller: str):
+def _generator_method(f: Callable, method_name: str, caller: str) -> Callable:
     """Wraps a generator method so its body runs in its scope at every resume.
 
     Calling a generator runs none of its body, so the plain wrapper would
@@ -151,14 +151,14 @@ def _renamed(f: Callable, name: str) -> Callable:
     return renamed
 
 
-def _no_init_error(module) -> errors.ModuleDefinitionError:
+def _no_init_error(module: Any) -> errors.ModuleDefinitionError:
     cls = type(module).__name__
     return errors.ModuleDefinitionError(
         f"{cls} was not initialised as a module: {cls}.__init__ must call "
         "super().__init__(name=...) before its methods are used.")
 
 
-def _reuse_error(module, method_name: str) -> errors.ModuleReuseError:
+def _reuse_error(module: Any, method_name: str) -> errors.ModuleReuseError:
     return errors.ModuleReuseError(
         f"{module!r} was built in another run of init/apply and is now called "
         f"({method_name}) in this one. Here it would share the path "

@@ -3,7 +3,7 @@
 import contextlib
 import threading
 from collections.abc import Iterator
-from typing import overload
+from typing import Any, overload
 
 import jax
 import numpy as np
@@ -67,7 +67,7 @@ def as_key(rng: KeyLike, where: str = "rng") -> jax.Array | None:
     raise _invalid(where, got)
 
 
-def _from_seed(seed, where: str) -> jax.Array:
+def _from_seed(seed: Any, where: str) -> jax.Array:
     try:
         return jax.random.PRNGKey(seed)
     except (OverflowError, TypeError, ValueError) as e:

@@ -12,7 +12,7 @@ from minihaiku import frame as frame_lib
 StateInitializer = Callable[[Sequence[int], Any], jax.Array]
 
 
-def _state_frame(caller: str, name: str):
+def _state_frame(caller: str, name: str) -> tuple[frame_lib.Frame, str]:
     frame = frame_lib.current_frame(caller)
     path = f"{frame.scope}/{name}"
     frame_lib.check_trace(frame, caller, path)
@@ -24,7 +24,7 @@ def _state_frame(caller: str, name: str):
     return frame, path
 
 
-def _missing(path: str, shape, frame) -> errors.MissingStateError:
+def _missing(path: str, shape: Any, frame: frame_lib.Frame) -> errors.MissingStateError:
     return errors.MissingStateError(checks.missing_message(
         "state", path, shape, frame.state,
         "State can only be created in init: pass init's state to apply."))
@@ -75,7 +75,7 @@ def get_state(name: str, shape: Sequence[int] | None = None,
     return value
 
 
-def _create(path: str, init: StateInitializer, shape: tuple, dtype):
+def _create(path: str, init: StateInitializer, shape: tuple, dtype: Any) -> jax.Array:
     try:
         return init(shape, dtype)
     except Exception as e:

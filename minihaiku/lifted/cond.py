@@ -102,7 +102,8 @@ def _branch(name, jax_name, index, branches, operands):
     return out
 
 
-def _mismatch_error(name, branches, outputs) -> errors.LiftedBodyError:
+def _mismatch_error(name: str, branches: Sequence[Callable],
+                    outputs: Any) -> errors.LiftedBodyError:
     """Names every branch (where it is defined) and the output shapes it returned."""
     lines = []
     for i, branch in enumerate(branches):

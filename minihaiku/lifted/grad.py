@@ -92,7 +92,7 @@ def grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0,
     return wrapped
 
 
-def _positions(positions, args) -> tuple:
+def _positions(positions: Any, args: Sequence) -> tuple:
     """``argnums`` as indices into ``args``, or an ``InvalidArgumentError``."""
     if not positions or any(not -len(args) <= i < len(args) for i in positions):
         raise errors.InvalidArgumentError(

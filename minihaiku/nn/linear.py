@@ -1,6 +1,7 @@
 """``Linear``: an affine layer ``x @ w + b``."""
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +22,7 @@ def _fan_in_truncated_normal(key, shape, dtype):
     return jax.nn.initializers.truncated_normal(stddev)(key, shape, dtype)
 
 
-def _as_int(value) -> int:
+def _as_int(value: Any) -> int:
     try:
         return int(value)
     except (TypeError, ValueError):

@@ -17,7 +17,7 @@ from minihaiku.module import Module
 Size = int | Sequence[int]
 
 
-def _full_shape(x, size: Size, channel_axis: int | None, what: str,
+def _full_shape(x: jax.Array, size: Size, channel_axis: int | None, what: str,
                 caller: str) -> tuple[int, ...]:
     # Haiku's broadcasting: an int applies to every axis but the first (batch)
     # and the channel axis; a shorter sequence is padded with leading 1s.

@@ -5,7 +5,7 @@ A core maps ``(x, prev_state)`` to ``(out, next_state)`` for one time step;
 Haiku's core of the same name computes given the same weights.
 """
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,12 +35,12 @@ class RNNCore(Module):
         """Returns ``(out, next_state)`` for one time step."""
         raise NotImplementedError
 
-    def initial_state(self, batch_size: int | None):
+    def initial_state(self, batch_size: int | None) -> Any:
         """The zero state, ``[batch_size, hidden_size]`` (``[hidden_size]`` if ``None``)."""
         shape = (self.hidden_size,) if batch_size is None else (batch_size, self.hidden_size)
         return jnp.zeros(shape)
 
-    def _check(self, x, state) -> jax.Array:
+    def _check(self, x: jax.Array, state: Any) -> jax.Array:
         # Catches wrong ranks and a state made for another core (or batch) up
         # front, where Haiku would fail deep inside a matmul or a concatenate.
         x = jnp.asarray(x)

@@ -66,7 +66,7 @@ class DeepRNN(RNNCore):
                 x = layer(x)
         return x, tuple(next_states)
 
-    def initial_state(self, batch_size: int | None):
+    def initial_state(self, batch_size: int | None) -> tuple:
         """A tuple of each core's ``initial_state(batch_size)``."""
         return tuple(layer.initial_state(batch_size) for layer in self.layers
                      if _is_core(layer))
@@ -115,7 +115,7 @@ class ResetCore(RNNCore):
         state = jax.tree_util.tree_map(self._reset, should_reset, initial, state)
         return self.core(x, state)
 
-    def _is_batched(self, leaves) -> bool:
+    def _is_batched(self, leaves: Any) -> bool:
         one = jax.tree_util.tree_leaves(self.core.initial_state(1))
         return all(jnp.shape(a)[1:] == s.shape[1:] for a, s in zip(one, leaves, strict=True))
 
@@ -129,6 +129,6 @@ class ResetCore(RNNCore):
         r = r.reshape(r.shape + (1,) * (state.ndim - r.ndim))
         return jnp.where(r, initial, state)
 
-    def initial_state(self, batch_size: int | None):
+    def initial_state(self, batch_size: int | None) -> Any:
         """The wrapped core's initial state."""
         return self.core.initial_state(batch_size)

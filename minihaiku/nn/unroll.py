@@ -12,7 +12,7 @@ from minihaiku import transform as transform_lib
 Core = Callable[[Any, Any], tuple[Any, Any]]
 
 
-def _num_steps(xs, time_axis: int, caller: str) -> int:
+def _num_steps(xs: Any, time_axis: int, caller: str) -> int:
     leaves = jax.tree_util.tree_leaves(xs)
     if not leaves:
         raise errors.ModuleInputError(
@@ -28,7 +28,7 @@ def _num_steps(xs, time_axis: int, caller: str) -> int:
     return shapes[0][time_axis]
 
 
-def _check_layout(xs, initial_state, time_major: bool, caller: str) -> None:
+def _check_layout(xs: Any, initial_state: Any, time_major: bool, caller: str) -> None:
     # A [B, T, ...] input given as time-major (or the reverse) shows itself
     # when the state's batch size matches the other axis: say so here, where
     # the core would only see a state/input batch mismatch.
@@ -51,7 +51,7 @@ def _swap_batch_time(tree):
     return jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1), tree)
 
 
-def dynamic_unroll(core: Core, xs, initial_state, time_major: bool = True,
+def dynamic_unroll(core: Core, xs: Any, initial_state: Any, time_major: bool = True,
                    reverse: bool = False, return_all_states: bool = False,
                    unroll: int = 1) -> tuple[Any, Any]:
     """Runs ``core`` over the time axis of ``xs`` in one ``mh.lifted.scan`` loop.
@@ -107,7 +107,7 @@ def dynamic_unroll(core: Core, xs, initial_state, time_major: bool = True,
     return outputs, states
 
 
-def static_unroll(core: Core, xs, initial_state,
+def static_unroll(core: Core, xs: Any, initial_state: Any,
                   time_major: bool = True) -> tuple[Any, Any]:
     """Runs ``core`` over the time axis of ``xs`` with a Python loop.
 
