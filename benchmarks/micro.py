@@ -45,7 +45,7 @@ def _ours() -> dict:
                     ("method call on existing module", method_call),
                     ("get_param in apply", get_param)):
         apply = mh.transform(f).apply
-        out[name] = _per_call(lambda p: apply(p, None), params)
+        out[name] = _per_call(lambda p, apply=apply: apply(p, None), params)
     return out
 
 
@@ -75,7 +75,7 @@ def _haiku() -> dict:
                     ("method call on existing module", method_call),
                     ("get_param in apply", get_param)):
         apply = hk.transform(f).apply
-        out[name] = _per_call(lambda p: apply(p, None), params, repeats=2)
+        out[name] = _per_call(lambda p, apply=apply: apply(p, None), params, repeats=2)
     return out
 
 

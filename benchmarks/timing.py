@@ -1,7 +1,7 @@
 """Timing helpers shared by the benchmarks: interleaved best-of-N runs."""
 
 import time
-from typing import Callable, Dict
+from collections.abc import Callable
 
 import jax
 
@@ -15,7 +15,7 @@ def seconds_per_call(fn: Callable[[], object], calls: int) -> float:
     return (time.perf_counter() - start) / calls
 
 
-def interleaved(fns: Dict[str, Callable[[], object]], calls: int, rounds: int) -> Dict[str, float]:
+def interleaved(fns: dict[str, Callable[[], object]], calls: int, rounds: int) -> dict[str, float]:
     """Best seconds per call of each fn, the fns taking turns round by round.
 
     Taking turns spreads machine noise evenly over the contenders, so their

@@ -16,17 +16,14 @@ and each process only materialises its own shards of the batch.
 
 import time
 
-from absl import app
-from absl import flags
-from absl import logging
 import jax
-from jax.sharding import Mesh
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 import numpy as np
-import quadratic_mlp  # Also defines the training flags (--steps, --seed, ...).
+from absl import app, flags, logging
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 import minihaiku as mh
+import quadratic_mlp  # Also defines the training flags (--steps, --seed, ...).
 
 _NUM_DEVICES = flags.DEFINE_integer("num_devices", 0, "Devices to use; 0 means all.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None,

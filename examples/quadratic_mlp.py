@@ -13,14 +13,13 @@ learning rate fits far more slowly (try it with ``--optimizer=adam``).
 """
 
 import time
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
-from absl import app
-from absl import flags
-from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import app, flags, logging
 
 import minihaiku as mh
 

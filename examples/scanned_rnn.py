@@ -14,13 +14,11 @@ loop.
 
 import time
 
-from absl import app
-from absl import flags
-from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import app, flags, logging
 
 import minihaiku as mh
 

@@ -34,6 +34,12 @@ from minihaiku.errors import (
     StateNotAllowedError,
     UnliftedTransformError,
 )
+from minihaiku.interceptors import (
+    custom_creator,
+    custom_getter,
+    custom_setter,
+    intercept_methods,
+)
 from minihaiku.lift import lift
 from minihaiku.module import Module, module_method
 from minihaiku.multi_transform import (
@@ -41,12 +47,6 @@ from minihaiku.multi_transform import (
     MultiTransformedWithState,
     multi_transform,
     multi_transform_with_state,
-)
-from minihaiku.interceptors import (
-    custom_creator,
-    custom_getter,
-    custom_setter,
-    intercept_methods,
 )
 from minihaiku.params import get_param
 from minihaiku.rng import PRNGSequence, maybe_next_rng_key, next_rng_key, next_rng_keys, with_rng

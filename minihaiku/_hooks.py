@@ -56,7 +56,7 @@ class _Local(threading.local):
 
 LOCAL = _Local()
 # Registered for every thread, outermost (precision policies).
-GLOBAL = {kind: [] for kind in _KINDS}
+GLOBAL: dict[str, list] = {kind: [] for kind in _KINDS}
 LOCK = threading.Lock()
 COUNTS = {"params": 0, "methods": 0}
 _NAMES = False
@@ -112,7 +112,7 @@ def _step(fn, nxt, ctx, *args):
     return fn(nxt, *args, ctx)
 
 
-def _base(base: Callable, *args):
+def _base(base: Callable, *args: Any) -> Any:
     """Runs the un-intercepted ``base(*args)``: the hooks let it through."""
     local = LOCAL
     old, local.bypass = local.bypass, True
@@ -130,7 +130,7 @@ def _context(path: str, name: str) -> Context:
     return Context(path, name, None, None)
 
 
-def _checked(value, what: str, path: str):
+def _checked(value: Any, what: str, path: str) -> Any:
     # Only what is stored is checked; a getter may return any value it likes.
     if not hasattr(value, "shape") or not hasattr(value, "dtype"):
         raise errors.InterceptorError(
@@ -140,7 +140,7 @@ def _checked(value, what: str, path: str):
     return value
 
 
-def get_param(base: Callable, name: str, shape, dtype, init):
+def get_param(base: Callable, name: str, shape: Any, dtype: Any, init: Any) -> jax.Array:
     """``get_param`` with the creators and getters of this thread (and policies)."""
     frame = frame_lib.current_frame("mh.get_param")
     path = f"{frame.scope}/{name}"
@@ -168,7 +168,7 @@ def get_param(base: Callable, name: str, shape, dtype, init):
     return value
 
 
-def get_state(base: Callable, name: str, shape, dtype, init):
+def get_state(base: Callable, name: str, shape: Any, dtype: Any, init: Any) -> jax.Array:
     """``get_state`` with the state creators and getters of this thread."""
     frame = frame_lib.current_frame("mh.get_state")
     path = f"{frame.scope}/{name}"
@@ -193,7 +193,7 @@ def get_state(base: Callable, name: str, shape, dtype, init):
     return value
 
 
-def set_state(base: Callable, name: str, value) -> None:
+def set_state(base: Callable, name: str, value: Any) -> None:
     """``set_state`` with the setters of this thread."""
     frame = frame_lib.current_frame("mh.set_state")
     setters = _chain(LOCAL.setters, "setters")
@@ -211,7 +211,8 @@ def _identity(value):
     return value
 
 
-def call_method(f: Callable, module, method_name: str, args: tuple, kwargs: dict):
+def call_method(f: Callable, module: Any, method_name: str, args: tuple,
+                kwargs: dict) -> Any:
     """Runs the module method ``f`` with the interceptors, policies and names on.
 
     Called by the module-method wrapper inside the method's scope.
@@ -247,7 +248,7 @@ def _method_step(fn, nxt, ctx, *args, **kwargs):
     return fn(nxt, args, kwargs, ctx)
 
 
-def _relative(module, method_name: str, calls: list) -> str:
+def _relative(module: Any, method_name: str, calls: list) -> str:
     """The named scope of a method: its path below the enclosing method's.
 
     JAX nests named scopes, so the enclosing method's part is already on the

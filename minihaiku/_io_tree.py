@@ -159,7 +159,7 @@ def like_paths(like: Any) -> list[str]:
     return [_tu.keystr(kp) for kp, _ in _tu.tree_flatten_with_path(like)[0]]
 
 
-def match(paths: list[str], values: list, like: Any, name: str):
+def match(paths: list[str], values: list, like: Any, name: str) -> tuple[Any, list, list, list]:
     """``like`` filled from the file, and what did not fit.
 
     Returns ``(tree, missing, unexpected, mismatched)``; leaves that did not

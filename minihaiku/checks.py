@@ -9,6 +9,7 @@ something is wrong or a value is being created.
 
 import inspect
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -20,9 +21,9 @@ from minihaiku import errors
 _CANONICAL: dict = {False: {}, True: {}}
 
 
-def canonical_dtype(dtype) -> np.dtype:
+def canonical_dtype(dtype: Any) -> np.dtype:
     """The dtype JAX would actually store for a request of ``dtype``."""
-    cache = _CANONICAL[jax.config.jax_enable_x64]
+    cache = _CANONICAL[jax.config.jax_enable_x64]  # type: ignore[attr-defined]  # jax.config's flags are dynamic attributes, not in its stubs
     out = cache.get(dtype)
     if out is None:
         try:
@@ -34,7 +35,7 @@ def canonical_dtype(dtype) -> np.dtype:
     return out
 
 
-def check_name(kind: str, name, where: str) -> None:
+def check_name(kind: str, name: object, where: str) -> None:
     """Refuses a param, state, module or scope name that is empty or holds a '/'.
 
     '/' joins the scopes of a path, so such a name could alias another path.
@@ -46,7 +47,7 @@ def check_name(kind: str, name, where: str) -> None:
             "plain name like 'w'; modules give the scope.")
 
 
-def as_shape(shape, kind: str, path: str) -> tuple:
+def as_shape(shape: Any, kind: str, path: str) -> tuple:
     """``shape`` as a tuple of non-negative ints, or an ``InvalidArgumentError``.
 
     Any sequence of ints is taken (a list, numpy ints); a bare int is refused,
@@ -67,7 +68,7 @@ def as_shape(shape, kind: str, path: str) -> tuple:
     return tuple(int(d) for d in dims)
 
 
-def check_value(kind: str, path: str, value, shape, dtype, fix: str) -> None:
+def check_value(kind: str, path: str, value: Any, shape: Any, dtype: Any, fix: str) -> None:
     """Raises unless ``value`` is an array with ``shape`` and ``dtype``.
 
     A value that is not an array at all (a list, a float in a params dict, an
@@ -138,7 +139,7 @@ def initializer_error(kind: str, path: str, init: Callable,
         f"init={wanted[1]}.")
 
 
-def missing_message(kind: str, path: str, shape, known: Mapping,
+def missing_message(kind: str, path: str, shape: Any, known: Mapping,
                     fix: str) -> str:
     """The message for ``path`` missing in apply, naming near paths in ``known``."""
     name = path.rsplit("/", 1)[-1]

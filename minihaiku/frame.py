@@ -10,6 +10,7 @@ so transforms running in different threads never see each other's frames.
 import os
 import sys
 import threading
+import types
 from typing import Any
 
 from jax.extend.core import get_opaque_trace_state
@@ -43,12 +44,12 @@ class Frame:
                  "allow_state", "scope", "counters", "trace", "run",
                  "init_owner")
 
-    def __init__(self, params, state, rng, is_init: bool, allow_state: bool,
+    def __init__(self, params: Any, state: Any, rng: Any, is_init: bool, allow_state: bool,
                  scope: str = "~", counters: dict | None = None,
                  run: object | None = None):
         self.params = params
         self.state = state
-        self.initial_state = {}
+        self.initial_state: dict = {}
         self.rng = rng
         self.is_init = is_init
         self.allow_state = allow_state
@@ -140,7 +141,7 @@ def _raw_transform() -> tuple:
     message, so a renamed JAX internal only makes the message vaguer.
     """
     found = None
-    f = sys._getframe(2)
+    f: types.FrameType | None = sys._getframe(2)
     while f is not None:
         in_jax = f"{os.sep}jax{os.sep}" in f.f_code.co_filename
         if in_jax and f.f_code.co_name in _RAW:

@@ -10,6 +10,7 @@ params are trained, saved and sharded with the rest.
 """
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from minihaiku import checks, errors
 from minihaiku import frame as frame_lib
@@ -36,7 +37,7 @@ def lift(init_fn: Callable[..., Mapping], name: str = "lifted") -> Callable[...,
         return inner.apply(params, None, x)      # '~/body/Linear_0/__call__/w'
     """
 
-    def lifted(*args, **kwargs) -> dict:
+    def lifted(*args: Any, **kwargs: Any) -> dict:
         frame = frame_lib.current_frame("mh.lift")
         prefix = f"{frame.scope}/{name}"
         checks.check_name("mh.lift", name, f"in '{frame.scope}'")

@@ -11,11 +11,10 @@ A module belongs to the run of ``init``/``apply`` that built it.
 import functools
 import inspect
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from minihaiku import checks, errors
+from minihaiku import _hooks, checks, errors
 from minihaiku import frame as frame_lib
-from minihaiku import _hooks
 from minihaiku.frame import _STACK
 
 F = TypeVar("F", bound=Callable)
@@ -41,9 +40,7 @@ def module_method(f: F) -> F:
     method_name = f.__name__
     caller = f"Module method {f.__qualname__}"
     if inspect.isgeneratorfunction(f):
-        wrapped = _generator_method(f, method_name, caller)
-        wrapped._mh_wrapped = True
-        return wrapped
+        return _tag(_generator_method(f, method_name, caller), "_mh_wrapped")
 
     @functools.wraps(f)
     def wrapped(self, *args, **kwargs):
@@ -68,11 +65,16 @@ def module_method(f: F) -> F:
         finally:
             frame.scope, frame.counters = outer_scope, outer_counters
 
-    wrapped._mh_wrapped = True
-    return wrapped
+    return _tag(wrapped, "_mh_wrapped")
 
 
-def _method_scope(module, frame, method_name: str) -> str:
+def _tag(fn: Callable, flag: str) -> Any:
+    """Sets ``fn.<flag> = True``, so a wrapper is recognised (and never wrapped twice)."""
+    setattr(fn, flag, True)
+    return fn
+
+
+def _method_scope(module: Any, frame: Any, method_name: str) -> str:
     try:
         path, run = module._mh_path, module._mh_run
     except AttributeError:
@@ -82,7 +84,7 @@ def _method_scope(module, frame, method_name: str) -> str:
     return f"{path}/{method_name}"
 
 
-def _generator_method(f, method_name: str, caller: str):
+def _generator_method(f: Callable, method_name: str, caller: str) -> Callable:
     """Wraps a generator method so its body runs in its scope at every resume.
 
     Calling a generator runs none of its body, so the plain wrapper would
@@ -134,8 +136,7 @@ def _property_method(fget: Callable, name: str) -> Callable:
             return fget(self)
         return method(self)
 
-    getter._mh_wrapped = True
-    return getter
+    return _tag(getter, "_mh_wrapped")
 
 
 def _renamed(f: Callable, name: str) -> Callable:
@@ -150,14 +151,14 @@ def _renamed(f: Callable, name: str) -> Callable:
     return renamed
 
 
-def _no_init_error(module) -> errors.ModuleDefinitionError:
+def _no_init_error(module: Any) -> errors.ModuleDefinitionError:
     cls = type(module).__name__
     return errors.ModuleDefinitionError(
         f"{cls} was not initialised as a module: {cls}.__init__ must call "
         "super().__init__(name=...) before its methods are used.")
 
 
-def _reuse_error(module, method_name: str) -> errors.ModuleReuseError:
+def _reuse_error(module: Any, method_name: str) -> errors.ModuleReuseError:
     return errors.ModuleReuseError(
         f"{module!r} was built in another run of init/apply and is now called "
         f"({method_name}) in this one. Here it would share the path "
@@ -198,8 +199,7 @@ def _scoped_init(init: Callable, post_init: bool = False) -> Callable:
             # name it now, in the caller's scope.
             Module.__init__(self, getattr(self, "name", None))
 
-    wrapped._mh_scoped = True
-    return wrapped
+    return _tag(wrapped, "_mh_scoped")
 
 
 class Module:

@@ -22,7 +22,7 @@ pytree with ``apply(params, rng, *args)`` at each entry: it runs ``f()`` and
 calls that entry.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -60,7 +60,7 @@ def multi_transform(f: Callable[[], tuple]) -> MultiTransformed:
     """
     treedef = _structure(f, allow_state=False)
 
-    def init_fn(rng, *args, **kwargs) -> dict:
+    def init_fn(rng: Any, *args: Any, **kwargs: Any) -> dict:
         frame = _init(f, rng, args, kwargs, allow_state=False)
         return frame.params
 
@@ -81,7 +81,7 @@ def multi_transform_with_state(f: Callable[[], tuple]) -> MultiTransformedWithSt
     ``apply(params, state, rng, *a) -> (out, state)``."""
     treedef = _structure(f, allow_state=True)
 
-    def init_fn(rng, *args, **kwargs) -> tuple:
+    def init_fn(rng: Any, *args: Any, **kwargs: Any) -> tuple:
         frame = _init(f, rng, args, kwargs, allow_state=True)
         return frame.params, frame.initial_state
 
@@ -99,7 +99,7 @@ def multi_transform_with_state(f: Callable[[], tuple]) -> MultiTransformedWithSt
         [entry(i) for i in range(treedef.num_leaves)]))
 
 
-def _build(f) -> tuple:
+def _build(f: Callable) -> tuple:
     built = f()
     if not (isinstance(built, tuple) and len(built) == 2 and callable(built[0])):
         raise errors.InvalidArgumentError(
@@ -109,9 +109,9 @@ def _build(f) -> tuple:
     return built
 
 
-def _structure(f, allow_state: bool):
+def _structure(f: Callable, allow_state: bool) -> jax.tree_util.PyTreeDef:
     """The pytree structure of ``fns``, from one abstract run of ``f()``."""
-    found = []
+    found: list[jax.tree_util.PyTreeDef] = []
 
     def probe():
         _, fns = _build(f)
@@ -122,14 +122,15 @@ def _structure(f, allow_state: bool):
     return found[0]
 
 
-def _call_entry(f, i: int) -> Callable:
+def _call_entry(f: Callable, i: int) -> Callable:
     def run(*args, **kwargs):
         _, fns = _build(f)
         return jax.tree_util.tree_leaves(fns)[i](*args, **kwargs)
     return run
 
 
-def _init(f, rng, args, kwargs, allow_state: bool) -> frame_lib.Frame:
+def _init(f: Callable, rng: Any, args: Sequence, kwargs: Mapping,
+          allow_state: bool) -> frame_lib.Frame:
     def run():
         template, fns = _build(f)
         frame = frame_lib.current_frame("mh.multi_transform")
@@ -142,7 +143,8 @@ def _init(f, rng, args, kwargs, allow_state: bool) -> frame_lib.Frame:
     return frame
 
 
-def _create_entry(frame, name: str, fn, counters: dict, args, kwargs) -> None:
+def _create_entry(frame: frame_lib.Frame, name: str, fn: Callable, counters: dict,
+                  args: Sequence, kwargs: Mapping) -> None:
     """Runs entry ``fn`` with init's arguments in a scratch frame; keeps what it made."""
     scratch = frame_lib.Frame(dict(frame.params), dict(frame.state), frame.rng, True,
                               frame.allow_state, "~", dict(counters), frame.run)
@@ -167,7 +169,7 @@ def _create_entry(frame, name: str, fn, counters: dict, args, kwargs) -> None:
     frame.initial_state.update(scratch.initial_state)
 
 
-def _called_by_template(frame, fn) -> bool:
+def _called_by_template(frame: Any, fn: Callable) -> bool:
     owner = fn if isinstance(fn, module_lib.Module) else getattr(fn, "__self__", None)
     if not isinstance(owner, module_lib.Module):
         return False

@@ -7,9 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from minihaiku import checks, errors
+from minihaiku import _hooks, checks, errors
 from minihaiku import frame as frame_lib
-from minihaiku import _hooks
 from minihaiku import rng as rng_lib
 from minihaiku.checks import canonical_dtype
 from minihaiku.sharding import _collect as axes_lib

@@ -31,7 +31,7 @@ _NORMS = tuple(c for c in (getattr(nn, n, None) for n in (
 _KEYS = {"params": "param_dtype", "compute": "compute_dtype", "output": "output_dtype"}
 
 
-def _dtype(value, where: str) -> np.dtype:
+def _dtype(value: Any, where: str) -> np.dtype:
     try:
         return jnp.dtype(value)
     except TypeError:
@@ -77,7 +77,7 @@ class Policy:
     def _tuple(self) -> tuple:
         return (self.param_dtype, self.compute_dtype, self.output_dtype)
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: Any) -> bool:
         return isinstance(other, Policy) and self._tuple() == other._tuple()
 
     def __hash__(self) -> int:
@@ -102,7 +102,7 @@ def _as_policy(policy: Policy | str) -> Policy:
     return policy
 
 
-def _check_target(target) -> None:
+def _check_target(target: Any) -> None:
     if isinstance(target, str) or (isinstance(target, type) and issubclass(target, Module)):
         return
     raise errors.InvalidArgumentError(
@@ -150,7 +150,7 @@ def clear_policies() -> None:
     _register(False)
 
 
-def _own_policy(module) -> Policy | None:
+def _own_policy(module: Any) -> Policy | None:
     path = module._mh_path
     for regex, policy in reversed(list(_PATHS.values())):
         if regex.search(path):
@@ -170,7 +170,7 @@ class _Local(threading.local):
 _LOCAL = _Local()
 
 
-def _floating(x) -> bool:
+def _floating(x: Any) -> bool:
     return isinstance(x, (jax.Array, np.ndarray)) and jnp.issubdtype(x.dtype, jnp.floating)
 
 

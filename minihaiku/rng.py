@@ -3,6 +3,7 @@
 import contextlib
 import threading
 from collections.abc import Iterator
+from typing import Any, overload
 
 import jax
 import numpy as np
@@ -20,7 +21,7 @@ _BLOCK = 16
 
 def _raw_key_shape() -> tuple:
     """The shape of a raw key of the default PRNG impl (``(2,)`` for threefry)."""
-    impl = jax.config.jax_default_prng_impl
+    impl = jax.config.jax_default_prng_impl  # type: ignore[attr-defined]  # jax.config's flags are dynamic attributes, not in its stubs
     shape = _RAW_KEY_SHAPES.get(impl)
     if shape is None:
         shape = _RAW_KEY_SHAPES[impl] = jax.eval_shape(
@@ -31,6 +32,12 @@ def _raw_key_shape() -> tuple:
 _RAW_KEY_SHAPES: dict = {}
 
 
+@overload
+def as_key(rng: None, where: str = ...) -> None: ...
+@overload
+def as_key(rng: jax.Array | int, where: str = ...) -> jax.Array: ...
+
+
 def as_key(rng: KeyLike, where: str = "rng") -> jax.Array | None:
     """Turns an int seed, a raw ``uint32`` key or a typed key into a key.
 
@@ -39,9 +46,11 @@ def as_key(rng: KeyLike, where: str = "rng") -> jax.Array | None:
     """
     if rng is None:
         return None
+    if isinstance(rng, bool):  # an int to Python, never a seed
+        raise _invalid(where, f"bool {rng!r}")
     dtype = getattr(rng, "dtype", None)
     shape = getattr(rng, "shape", None)
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+    if isinstance(rng, (int, np.integer)):
         return _from_seed(rng, where)
     if dtype is not None and shape is not None:
         if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
@@ -58,7 +67,7 @@ def as_key(rng: KeyLike, where: str = "rng") -> jax.Array | None:
     raise _invalid(where, got)
 
 
-def _from_seed(seed, where: str) -> jax.Array:
+def _from_seed(seed: Any, where: str) -> jax.Array:
     try:
         return jax.random.PRNGKey(seed)
     except (OverflowError, TypeError, ValueError) as e:

@@ -6,14 +6,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from minihaiku import checks, errors
+from minihaiku import _hooks, checks, errors
 from minihaiku import frame as frame_lib
-from minihaiku import _hooks
 
 StateInitializer = Callable[[Sequence[int], Any], jax.Array]
 
 
-def _state_frame(caller: str, name: str):
+def _state_frame(caller: str, name: str) -> tuple[frame_lib.Frame, str]:
     frame = frame_lib.current_frame(caller)
     path = f"{frame.scope}/{name}"
     frame_lib.check_trace(frame, caller, path)
@@ -25,7 +24,7 @@ def _state_frame(caller: str, name: str):
     return frame, path
 
 
-def _missing(path: str, shape, frame) -> errors.MissingStateError:
+def _missing(path: str, shape: Any, frame: frame_lib.Frame) -> errors.MissingStateError:
     return errors.MissingStateError(checks.missing_message(
         "state", path, shape, frame.state,
         "State can only be created in init: pass init's state to apply."))
@@ -76,7 +75,7 @@ def get_state(name: str, shape: Sequence[int] | None = None,
     return value
 
 
-def _create(path: str, init: StateInitializer, shape: tuple, dtype):
+def _create(path: str, init: StateInitializer, shape: tuple, dtype: Any) -> jax.Array:
     try:
         return init(shape, dtype)
     except Exception as e:

@@ -16,6 +16,7 @@ from minihaiku import errors
 from minihaiku import sharding as sharding_lib
 from minihaiku import transform as transform_lib
 from minihaiku.sharding import sharded_init
+from minihaiku.sharding.rules import Rules
 
 _COLUMNS = ("Module", "Method", "Name", "Kind", "Shape", "Dtype", "Count", "Bytes",
             "Spec", "Per device")
@@ -23,8 +24,9 @@ _RIGHT_ALIGNED = ("Count", "Bytes", "Per device")
 
 
 def summary(f: transform_lib.Transformed | transform_lib.TransformedWithState
-            | Callable[..., Any], *args, mesh: Mesh | None = None, rules=None,
-            **kwargs) -> str:
+            | Callable[..., Any], *args: Any, mesh: Mesh | None = None,
+            rules: Rules | None = None,
+            **kwargs: Any) -> str:
     """A table of the params (and state) ``f`` creates for inputs ``args``.
 
     One row per array: the module that owns it, the method that created it,
@@ -67,7 +69,7 @@ def summary(f: transform_lib.Transformed | transform_lib.TransformedWithState
     return _table(params, state, placed)
 
 
-def _init_fn(f) -> Callable:
+def _init_fn(f: object) -> Callable:
     if isinstance(f, (transform_lib.Transformed, transform_lib.TransformedWithState)):
         return f.init
     if not callable(f):
@@ -127,24 +129,24 @@ def _join(module: str, method: str, name: str) -> str:
     return "/".join(p for p in (module, method, name) if p)
 
 
-def _placement(value, sharding) -> dict:
+def _placement(value: Any, sharding: Any) -> dict:
     if sharding is None:
         return {}
     spec = str(tuple(sharding.spec))
     return {"Spec": spec, "Per device": _bytes(_device_bytes(value, sharding))}
 
 
-def _device_bytes(value, sharding) -> int:
+def _device_bytes(value: Any, sharding: Any) -> int:
     # Rules refuse uneven splits, so every device holds a shard of this shape.
     shard = sharding.shard_shape(tuple(value.shape))
     return int(np.prod(shard, dtype=np.int64)) * value.dtype.itemsize
 
 
-def _count(value) -> int:
+def _count(value: Any) -> int:
     return int(np.prod(value.shape, dtype=np.int64))
 
 
-def _nbytes(value) -> int:
+def _nbytes(value: Any) -> int:
     # ``value.dtype.itemsize``, not ``np.dtype``: typed PRNG keys are no numpy dtype.
     return _count(value) * value.dtype.itemsize
 
@@ -163,7 +165,9 @@ def _total(kind: str, tree: dict, placed: dict | None) -> str:
 def _bytes(n: int) -> str:
     if n < 1024:
         return f"{n} B"
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        n /= 1024
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}"
+    size = n / 1024
+    for unit in ("KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"

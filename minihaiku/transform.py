@@ -62,7 +62,7 @@ def _wraps(f):
     return decorate
 
 
-def _mapping(value, what: str, call: str) -> Mapping:
+def _mapping(value: Any, what: str, call: str) -> Mapping:
     if not isinstance(value, Mapping):
         raise errors.InvalidArgumentError(
             f"{call}: {what} must be the dict returned by init, got "
@@ -83,7 +83,7 @@ def transform(f: Callable[..., Any]) -> Transformed:
     """
 
     @_wraps(f)
-    def init_fn(rng, *args, **kwargs) -> Params:
+    def init_fn(rng: Any, *args: Any, **kwargs: Any) -> Params:
         _, frame = _run(f, args, kwargs, {}, {}, rng, True, False)
         return frame.params
 
@@ -112,12 +112,12 @@ def transform_with_state(f: Callable[..., Any]) -> TransformedWithState:
     """
 
     @_wraps(f)
-    def init_fn(rng, *args, **kwargs) -> tuple:
+    def init_fn(rng: Any, *args: Any, **kwargs: Any) -> tuple:
         _, frame = _run(f, args, kwargs, {}, {}, rng, True, True)
         return frame.params, frame.initial_state
 
     @_wraps(f)
-    def apply_fn(params, state, rng, *args, **kwargs) -> tuple:
+    def apply_fn(params: Any, state: Any, rng: Any, *args: Any, **kwargs: Any) -> tuple:
         call = "apply(params, state, rng, *args)"
         params = _mapping(params, "params", call)
         state = dict(_mapping(state, "state", call))

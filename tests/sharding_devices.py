@@ -9,12 +9,12 @@ import re
 import jax
 import jax.numpy as jnp
 import numpy as np
-import sharding_model as m
 from absl.testing import absltest, parameterized
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import minihaiku as mh
+import sharding_model as m
 
 _CONFIGS = {
     "fsdp": ("data:8", m.FSDP_RULES, False),

@@ -20,11 +20,11 @@ if len(sys.argv) == 4:
                                initialization_timeout=120)
 
 import numpy as np  # noqa: E402
-import sharding_model as m  # noqa: E402
 from jax.sharding import NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
 import minihaiku as mh  # noqa: E402
+import sharding_model as m  # noqa: E402
 
 
 def main(out_path):

@@ -15,13 +15,13 @@ import ml_dtypes
 import numpy as np
 import optax
 from absl.testing import absltest, parameterized
+
+import minihaiku as mh
 from io_testing import REPO as _REPO
 from io_testing import assert_trees_identical as _assert_trees_identical
 from io_testing import linear as _linear
 from io_testing import tempdir as _tempdir
 from io_testing import tree as _tree
-
-import minihaiku as mh
 from minihaiku import io as mh_io
 
 _V1_FIXTURE = os.path.join(_REPO, "tests", "testdata", "io_v1_params.npz")

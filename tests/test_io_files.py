@@ -11,13 +11,13 @@ from unittest import mock
 
 import numpy as np
 from absl.testing import absltest, parameterized
+
+import minihaiku as mh
 from io_testing import REPO as _REPO
 from io_testing import assert_trees_identical as _assert_trees_identical
 from io_testing import run_python as _run_python
 from io_testing import tempdir as _tempdir
 from io_testing import tree as _tree
-
-import minihaiku as mh
 from minihaiku import io as mh_io
 
 

@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from absl.testing import absltest
-from io_testing import run_python as _run_python
-from io_testing import tempdir as _tempdir
 
 import minihaiku as mh
+from io_testing import run_python as _run_python
+from io_testing import tempdir as _tempdir
 
 
 @absltest.skipIf(sys.version_info < (3, 11), "orbax-checkpoint needs Python >= 3.11")

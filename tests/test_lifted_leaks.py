@@ -10,6 +10,8 @@ once in ``AllTransformsLeakTest``.
 import jax
 import pytest
 from absl.testing import absltest
+
+import minihaiku as mh
 from lifted import (
     test_cond,
     test_everything,
@@ -22,8 +24,6 @@ from lifted import (
     test_vmap,
 )
 from lifted.common import X, assert_close
-
-import minihaiku as mh
 
 
 class _LeakChecked:

@@ -11,10 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from _haiku_compare import KEY, assert_close, check_values_and_grads, randn, randomize
 from absl.testing import absltest, parameterized
 
 import minihaiku as mh
+from _haiku_compare import KEY, assert_close, check_values_and_grads, randn, randomize
 
 W_INIT = jax.nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
 _HK_W_INIT = hk.initializers.VarianceScaling(1.0, "fan_in", "truncated_normal")

@@ -2,12 +2,12 @@
 paths, lifted use and errors."""
 
 import haiku as hk
-import haiku_ref as ref
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
 
+import haiku_ref as ref
 import minihaiku as mh
 
 _L = "~/Linear_{}/__call__/"

@@ -5,7 +5,6 @@ import collections
 import re
 
 import haiku as hk
-import haiku_ref as ref
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +12,7 @@ import optax
 import pytest
 from absl.testing import absltest, parameterized
 
+import haiku_ref as ref
 import minihaiku as mh
 
 _CONV = "~/Conv2D_0/__call__/"

@@ -8,8 +8,7 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl.testing import absltest
-from absl.testing import parameterized
+from absl.testing import absltest, parameterized
 
 import minihaiku as mh
 

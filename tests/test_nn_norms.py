@@ -5,10 +5,10 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _haiku_compare import KEY, assert_close, check_values_and_grads, randn, randomize
 from absl.testing import absltest, parameterized
 
 import minihaiku as mh
+from _haiku_compare import KEY, assert_close, check_values_and_grads, randn, randomize
 
 
 def _params_of(prefix, names):

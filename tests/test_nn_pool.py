@@ -3,12 +3,12 @@
 import itertools
 
 import haiku as hk
-import haiku_ref as ref
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
 
+import haiku_ref as ref
 import minihaiku as mh
 
 

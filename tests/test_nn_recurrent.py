@@ -3,8 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl.testing import absltest
-from absl.testing import parameterized
+from absl.testing import absltest, parameterized
 
 import minihaiku as mh
 
@@ -80,7 +79,7 @@ class CoreTest(parameterized.TestCase):
                                                if name == "LSTM" else state)
         np.testing.assert_allclose(out, want_out, rtol=1e-5, atol=1e-5)
         for a, b in zip(jax.tree_util.tree_leaves(new_state),
-                        jax.tree_util.tree_leaves(want_state)):
+                        jax.tree_util.tree_leaves(want_state), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
     @parameterized.parameters(*_CORES)
@@ -164,7 +163,8 @@ class UnrollTest(parameterized.TestCase):
         outs, final = f.apply(params, None, xs, state)
         want_outs, want_final = _reference_unroll(name, params, xs, state)
         np.testing.assert_allclose(outs, want_outs, rtol=1e-5, atol=1e-5)
-        for a, b in zip(jax.tree_util.tree_leaves(final), jax.tree_util.tree_leaves(want_final)):
+        for a, b in zip(jax.tree_util.tree_leaves(final), jax.tree_util.tree_leaves(want_final),
+                        strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
     @parameterized.parameters(mh.nn.static_unroll, mh.nn.dynamic_unroll)

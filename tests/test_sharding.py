@@ -19,11 +19,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import sharding_model as m
 from absl.testing import absltest, parameterized
 from jax.sharding import PartitionSpec as P
 
 import minihaiku as mh
+import sharding_model as m
 
 _TESTS = pathlib.Path(__file__).resolve().parent
 _ROOT = _TESTS.parent

@@ -172,7 +172,7 @@ class TransformTest(parameterized.TestCase):
         keys = apply({}, 0)
         self.assertLen({tuple(np.asarray(k)) for k in keys}, 40)
         again = jax.jit(apply)({}, 0)
-        for a, b in zip(keys, again):
+        for a, b in zip(keys, again, strict=True):
             np.testing.assert_array_equal(a, b)
         other = apply({}, 1)
         self.assertFalse(np.array_equal(keys[0], other[0]))

@@ -93,13 +93,13 @@ def clear() -> None:
         _CACHE.clear()
 
 
-def run_transform(fn: Callable, *args) -> Any:
+def run_transform(fn: Callable, *args: Any) -> Any:
     """Returns ``fn(*args)``, where ``fn`` applies one JAX transform to a fresh closure.
 
     Under an outer JAX transform (e.g. ``jax.jit(apply)``) or with the cache
     off this is just ``fn(*args)``; eagerly, see the module docstring.
     """
-    if not _SETTINGS.enabled or jax.config.jax_disable_jit or not _eager():
+    if not _SETTINGS.enabled or jax.config.jax_disable_jit or not _eager():  # type: ignore[attr-defined]  # jax.config's flags are dynamic attributes, not in its stubs
         return fn(*args)
     # Only arrays become inputs: Python values (a flag for an unmapped vmap
     # argument, say) must reach the function as they are, as without us.
@@ -135,7 +135,7 @@ class _Unshareable(Exception):
     """A part of the jaxpr that cannot be keyed safely."""
 
 
-def computation_key(jaxpr) -> Any:
+def computation_key(jaxpr: Any) -> Any:
     """A hashable key equal for jaxprs computing the same function, or ``None``."""
     budget = [_MAX_BYTES]
     try:
@@ -144,7 +144,7 @@ def computation_key(jaxpr) -> Any:
         return None
 
 
-def _jaxpr_key(jaxpr, budget) -> tuple:
+def _jaxpr_key(jaxpr: Any, budget: list[int]) -> tuple:
     names: dict = {}
 
     def bind(v):
@@ -172,7 +172,7 @@ def _jaxpr_key(jaxpr, budget) -> tuple:
     return ("jaxpr", constvars, invars, tuple(eqns), outvars, frozenset(jaxpr.effects))
 
 
-def _param_key(p, budget) -> Any:
+def _param_key(p: Any, budget: list[int]) -> Any:
     if isinstance(p, jax_core.ClosedJaxpr):
         return ("closed", _jaxpr_key(p.jaxpr, budget),
                 tuple(_value_key(c, budget) for c in p.consts))
@@ -190,7 +190,7 @@ def _param_key(p, budget) -> Any:
     return (type(p), p)
 
 
-def _value_key(value, budget) -> tuple:
+def _value_key(value: Any, budget: list[int]) -> tuple:
     try:
         array = np.asarray(value)
     except Exception:  # e.g. a typed PRNG key: not comparable by bytes

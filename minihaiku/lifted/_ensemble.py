@@ -1,5 +1,8 @@
 """``vmap(..., params_axis=0)``: ensembles, every member with its own params and state."""
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import jax
 
 from minihaiku import errors
@@ -43,7 +46,7 @@ def run(lift, f, args, kwargs, axes, out_axes, axis_size, axis_name, split_rng):
     return out
 
 
-def _size(args, kwargs, axes, axis_size) -> int:
+def _size(args: Sequence, kwargs: Mapping, axes: Any, axis_size: Any) -> int:
     if axis_size is not None:
         return axis_size
     mapped = [(a, ax) for a, ax in zip(args, axes, strict=True) if ax is not None]

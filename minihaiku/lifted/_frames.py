@@ -34,7 +34,7 @@ itself runs through ``_eager_cache.run_transform``.
 
 import collections
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -43,6 +43,9 @@ from minihaiku import errors
 from minihaiku import frame as frame_lib
 from minihaiku import rng as rng_lib
 from minihaiku.lifted import _keys
+
+# What an inner frame draws keys from: a key, a ready sequence, a NoKeys or None.
+KeySource = jax.Array | rng_lib.PRNGSequence | _keys.NoKeys | None
 
 
 class Lift:
@@ -71,7 +74,7 @@ class Lift:
         # out of that transform just like get_param would.
         frame_lib.check_trace(self.outer, name, self.outer.scope)
         self.start_counters = dict(self.outer.counters)
-        self.end_counters = None
+        self.end_counters: dict | None = None
 
     @property
     def is_init(self) -> bool:
@@ -85,7 +88,7 @@ class Lift:
         return next(rng)
 
     @contextlib.contextmanager
-    def frame(self, params: Mapping, state: Mapping, key,
+    def frame(self, params: Mapping, state: Mapping, key: KeySource,
               counters: dict | None = None, owned: bool = False) -> Iterator[frame_lib.Frame]:
         """Pushes an inner frame for one run (or trace) of the body.
 
@@ -110,8 +113,8 @@ class Lift:
             frame_lib.pop(inner)
         self.end_counters = inner.counters
 
-    def run(self, fn: Callable, args: tuple, kwargs: Mapping, params: Mapping,
-            state: Mapping, key: jax.Array | None,
+    def run(self, fn: Callable, args: Sequence, kwargs: Mapping, params: Mapping,
+            state: Mapping, key: KeySource,
             counters: dict | None = None, owned: bool = False) -> tuple:
         """Runs ``fn(*args, **kwargs)`` in an inner frame; returns ``(out, frame)``."""
         with self.frame(params, state, key, counters, owned) as inner:
@@ -152,8 +155,8 @@ class Lift:
         check_state_kept(self, state, inner.state)
         return out, inner.state, key
 
-    def commit(self, params: Mapping = (), state: Mapping = (),
-               initial_state: Mapping = ()) -> None:
+    def commit(self, params: Mapping | None = None, state: Mapping | None = None,
+               initial_state: Mapping | None = None) -> None:
         """Writes a lifted call's results back into the outer frame.
 
         Args:
@@ -166,7 +169,7 @@ class Lift:
             outer.params.update(params)
         if state:
             outer.state.update(state)
-        for path, value in dict(initial_state).items():
+        for path, value in (initial_state or {}).items():
             outer.initial_state.setdefault(path, value)
         if self.end_counters is not None:
             outer.counters.update(self.end_counters)
@@ -189,13 +192,14 @@ def _as_array(leaf):
     return leaf
 
 
-def created(inner: Mapping, before: Mapping = ()) -> collections.OrderedDict:
+def created(inner: Mapping, before: Mapping | None = None) -> collections.OrderedDict:
     """The entries of ``inner`` whose paths are not in ``before``, in creation order.
 
     An ``OrderedDict``, because JAX rebuilds a plain dict returned from a
     transformed function with sorted keys, while params and state must stay
     in creation order.
     """
+    before = before or {}
     return collections.OrderedDict(
         (path, value) for path, value in inner.items() if path not in before)
 

@@ -9,6 +9,8 @@ itself and crosses JAX transforms as an empty pytree) and raises only when a
 key is actually drawn from it.
 """
 
+from typing import Any, NoReturn
+
 import jax
 
 from minihaiku import errors
@@ -34,13 +36,13 @@ class NoKeys:
 
     next = __next__
 
-    def take(self, n: int):
+    def take(self, n: int) -> NoReturn:
         raise errors.LiftedBodyError(self.message)
 
     def snapshot(self) -> "NoKeys":
         return self
 
-    def restore(self, snapshot) -> None:
+    def restore(self, snapshot: Any) -> None:
         del snapshot  # nothing was drawn, so there is nothing to continue from
 
 
@@ -48,12 +50,12 @@ jax.tree_util.register_pytree_node(
     NoKeys, lambda keys: ((), keys.message), lambda message, _: NoKeys(message))
 
 
-def is_key(key) -> bool:
+def is_key(key: Any) -> bool:
     """Whether ``key`` is a real key (not ``None`` or a :class:`NoKeys`)."""
     return isinstance(key, jax.Array)
 
 
-def split_carried_key(key) -> tuple:
+def split_carried_key(key: Any) -> tuple:
     """Splits a carried loop key into ``(next carried key, this step's key)``."""
     if not is_key(key):
         return key, key
@@ -61,11 +63,11 @@ def split_carried_key(key) -> tuple:
     return carried, step
 
 
-def split_stacked(key, n: int):
+def split_stacked(key: Any, n: int) -> Any:
     """``n`` keys stacked on a leading axis (scanned over), or ``key`` if it is no key."""
     return jax.random.split(key, n) if is_key(key) else key
 
 
-def split_list(key, n: int) -> list:
+def split_list(key: Any, n: int) -> list:
     """``n`` keys as a list (``[key] * n`` if ``key`` is no key)."""
     return list(jax.random.split(key, n)) if is_key(key) else [key] * n

@@ -6,12 +6,14 @@ or members. The body's frame holds one slice of each existing stacked entry
 (:class:`Slices`); entries it creates come out stacked.
 """
 
+from typing import Any
+
 import jax
 
 from minihaiku import errors
 
 
-def leading(values, size: int) -> dict:
+def leading(values: Any, size: int) -> dict:
     """The entries of ``values`` with a leading axis of ``size``: the stacked candidates."""
     return {p: v for p, v in values.items() if jax.numpy.ndim(v) and v.shape[0] == size}
 
@@ -33,7 +35,7 @@ class Slices(dict):
 
     __slots__ = ("_outside", "_size", "_where")
 
-    def __init__(self, slices, outside, size: int, where: tuple):
+    def __init__(self, slices: Any, outside: Any, size: int, where: tuple):
         super().__init__(slices)
         self._outside = outside
         self._size = size
@@ -48,7 +50,7 @@ class Slices(dict):
         return default
 
 
-def check_created(created, outside, size: int, where: tuple) -> None:
+def check_created(created: Any, outside: Any, size: int, where: tuple) -> None:
     """Refuses entries created stacked at a path that exists unstacked outside.
 
     A body's nested lifted op reads through a plain copy of the slices, so it
@@ -59,7 +61,7 @@ def check_created(created, outside, size: int, where: tuple) -> None:
             raise _mismatch(path, outside[path], size, where)
 
 
-def _mismatch(path, value, size, where) -> errors.MismatchError:
+def _mismatch(path: str, value: Any, size: int, where: tuple) -> errors.MismatchError:
     owner, kind, other, fix = where
     shape = tuple(jax.numpy.shape(value))
     return errors.MismatchError(

@@ -1,5 +1,6 @@
 """``cond`` and ``switch``: ``jax.lax`` branches that may use params, state and keys."""
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -46,7 +47,7 @@ def _branch(name, jax_name, index, branches, operands):
     outer = lift.outer
     # Branch i's modules are counted after those of branches 0..i-1, in init
     # and in apply alike; jax.lax.switch traces its branches in order.
-    starts = [lift.start_counters]
+    starts: list[dict | None] = [lift.start_counters]
     init_key, key = _keys.split_carried_key(lift.draw_key())
     state = dict(outer.state)  # crosses jax.lax.switch as an input
     if outer.is_init:
@@ -54,8 +55,8 @@ def _branch(name, jax_name, index, branches, operands):
         init_keys = _keys.split_list(init_key, len(branches))
         for branch, branch_key in zip(branches, init_keys, strict=True):
             # Each branch sees the params and state the earlier ones created.
-            state = lift.init_pass(branch_key, lambda branch=branch: branch(*init_operands), state,
-                                     counters=starts[-1])
+            state = lift.init_pass(branch_key, functools.partial(branch, *init_operands), state,
+                                   counters=starts[-1])
             starts.append(lift.end_counters)
     params = outer.params
 
@@ -84,7 +85,7 @@ def _branch(name, jax_name, index, branches, operands):
             return out, inner.state
         return run
 
-    outputs = {}
+    outputs: dict[int, Any] = {}
     try:
         out, state = _eager_cache.run_transform(
             lambda *args: jax.lax.switch(index, [lifted_branch(i) for i in range(len(branches))],
@@ -101,7 +102,8 @@ def _branch(name, jax_name, index, branches, operands):
     return out
 
 
-def _mismatch_error(name, branches, outputs) -> errors.LiftedBodyError:
+def _mismatch_error(name: str, branches: Sequence[Callable],
+                    outputs: Any) -> errors.LiftedBodyError:
     """Names every branch (where it is defined) and the output shapes it returned."""
     lines = []
     for i, branch in enumerate(branches):

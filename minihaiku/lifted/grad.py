@@ -37,7 +37,7 @@ def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0,
         return critic(x) + jnp.sum(dx ** 2)
     """
     many = not isinstance(argnums, int)
-    positions = tuple(argnums) if many else (argnums,)
+    positions = (argnums,) if isinstance(argnums, int) else tuple(argnums)
 
     @functools.wraps(f)
     def wrapped(*args, **kwargs):
@@ -92,7 +92,7 @@ def grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0,
     return wrapped
 
 
-def _positions(positions, args) -> tuple:
+def _positions(positions: Any, args: Sequence) -> tuple:
     """``argnums`` as indices into ``args``, or an ``InvalidArgumentError``."""
     if not positions or any(not -len(args) <= i < len(args) for i in positions):
         raise errors.InvalidArgumentError(

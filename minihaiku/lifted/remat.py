@@ -75,13 +75,13 @@ def remat(f: Callable[..., Any], *, policy: Callable[..., bool] | None = None,
             checkpointed, dict(outer.state), None if seq is None else seq.snapshot(), dynamic)
         if seq is not None:
             seq.restore(snapshot)
-        lift.commit((), state, initial_state)
+        lift.commit(state=state, initial_state=initial_state)
         return out
 
     return rematted
 
 
-def _statics(args, statics) -> dict:
+def _statics(args: Sequence, statics: Any) -> dict:
     """Position -> value of the static arguments present in ``args``."""
     return {i % len(args): args[i] for i in statics if -len(args) <= i < len(args)}
 
@@ -93,7 +93,7 @@ def _sequence(snapshot):
     return rng_lib.PRNGSequence.from_snapshot(snapshot)
 
 
-def _traced_flag_error(f, statics, e) -> errors.InvalidArgumentError:
+def _traced_flag_error(f: Callable, statics: Any, e: Exception) -> errors.InvalidArgumentError:
     name = getattr(f, "__qualname__", repr(f))
     return errors.InvalidArgumentError(
         f"mh.lifted.remat({name}): the function needed the Python value of a traced "

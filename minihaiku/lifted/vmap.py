@@ -2,7 +2,7 @@
 
 import functools
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -110,7 +110,7 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
     return mapped
 
 
-def _per_example(vmapped, state, key, args, kwargs) -> list:
+def _per_example(vmapped: Callable, state: Any, key: Any, args: Sequence, kwargs: Mapping) -> list:
     """The param/state paths whose values depend on the mapped axis.
 
     Only on the error path: tries each path alone as "shared" (out_axes None)
@@ -131,7 +131,7 @@ def _per_example(vmapped, state, key, args, kwargs) -> list:
     return bad
 
 
-def _axes(in_axes, args) -> tuple:
+def _axes(in_axes: Any, args: Sequence) -> tuple:
     """One in_axes entry per positional argument the user passed, or a clear error."""
     if not isinstance(in_axes, (tuple, list)):
         return (in_axes,) * len(args)
@@ -144,7 +144,8 @@ def _axes(in_axes, args) -> tuple:
     return tuple(in_axes)
 
 
-def _size_error(args, kwargs, axes, axis_size) -> errors.InvalidArgumentError:
+def _size_error(args: Sequence, kwargs: Mapping, axes: Any,
+                axis_size: Any) -> errors.InvalidArgumentError:
     """Names each mapped argument's size (only on the error path)."""
     sizes = []
     for what, arg, axis in ([(f"argument {i}", a, ax) for i, (a, ax) in enumerate(

@@ -9,6 +9,7 @@ construction, to what ``jax.lax`` takes. Every bad value is a
 import math
 import re
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 
@@ -22,15 +23,16 @@ _FIRST = re.compile(r"^NC[^C]*$")
 _SPATIAL = {1: "W", 2: "HW", 3: "DHW"}
 
 
-def where(module) -> str:
+def where(module: Any) -> str:
     return f"{type(module).__name__} at '{module.module_path}'"
 
 
-def _is_int(v) -> bool:
+def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def replicate(module, value, n: int, what: str, minimum: int = 1) -> tuple[int, ...]:
+def replicate(module: Any, value: Any, n: int, what: str,
+              minimum: int = 1) -> tuple[int, ...]:
     """``value`` (an int or ``n`` ints, each ``>= minimum``) as a tuple of ``n`` ints."""
     values = (value,) * n if _is_int(value) else value
     try:
@@ -46,7 +48,7 @@ def replicate(module, value, n: int, what: str, minimum: int = 1) -> tuple[int, 
     return values
 
 
-def check_positive(module, value, what: str) -> int:
+def check_positive(module: Any, value: Any, what: str) -> int:
     if not _is_int(value) or value < 1:
         raise errors.ModuleInputError(
             f"{where(module)} got {what}={value!r}; it needs a positive int. "
@@ -54,7 +56,7 @@ def check_positive(module, value, what: str) -> int:
     return value
 
 
-def channels_last(module, data_format: str | None, n: int) -> tuple[bool, str]:
+def channels_last(module: Any, data_format: str | None, n: int) -> tuple[bool, str]:
     """Whether ``data_format`` puts channels last, and the format's default spelling."""
     default = "N" + _SPATIAL.get(n, "S" * n) + "C"
     if data_format is None or data_format == "channels_last":
@@ -85,13 +87,13 @@ def dimension_numbers(n: int, last: bool, transpose: bool) -> jax.lax.ConvDimens
     return jax.lax.ConvDimensionNumbers(lhs_spec=image, rhs_spec=kernel, out_spec=image)
 
 
-def _pair(p) -> bool:
+def _pair(p: Any) -> bool:
     return (isinstance(p, (tuple, list)) and len(p) == 2
             and all(_is_int(v) and v >= 0 for v in p))
 
 
-def resolve_padding(module, padding, kernel: Sequence[int], rate: Sequence[int],
-                    allow_callable: bool = True):
+def resolve_padding(module: Any, padding: Any, kernel: Sequence[int], rate: Sequence[int],
+                    allow_callable: bool = True) -> str | tuple[tuple[int, int], ...]:
     """``padding`` as ``"SAME"``/``"VALID"`` or one ``(lo, hi)`` pair per spatial dim.
 
     A callable (or one per dim) gets the effective kernel size
@@ -125,12 +127,13 @@ def resolve_padding(module, padding, kernel: Sequence[int], rate: Sequence[int],
         f"padding={((1, 1),) * n}.")
 
 
-def fan_in_init(fan_in: int):
+def fan_in_init(fan_in: int) -> Callable:
     """Haiku's default kernel init: truncated normal, stddev ``1/sqrt(fan_in)``."""
     return jax.nn.initializers.truncated_normal(1.0 / math.sqrt(fan_in))
 
 
-def check_rank(module, x, n: int, batched_only: bool = False):
+def check_rank(module: Any, x: jax.Array, n: int,
+               batched_only: bool = False) -> tuple[jax.Array, bool]:
     """``x`` with a batch axis, and whether one was added (Haiku's unbatched inputs)."""
     ranks = (n + 2,) if batched_only else (n + 1, n + 2)
     if x.ndim not in ranks:

@@ -8,6 +8,7 @@ flag.
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +22,7 @@ Axes = int | Sequence[int] | slice
 DATA_FORMATS = {"channels_last": -1, "N...C": -1, "channels_first": 1, "NC...": 1}
 
 
-def check_flags(where: str, **flags) -> None:
+def check_flags(where: str, **flags: bool) -> None:
     """Refuses a non-bool ``create_scale``/``create_offset``/... (e.g. a stray eps)."""
     for name, value in flags.items():
         if not isinstance(value, (bool, jnp.bool_)):
@@ -30,7 +31,7 @@ def check_flags(where: str, **flags) -> None:
                 f"{name}=True/False; if {value!r} was meant as eps, pass eps={value!r}.")
 
 
-def check_axes(where: str, name: str, axis) -> Axes:
+def check_axes(where: str, name: str, axis: Any) -> Axes:
     """Checks ``axis`` is an int, a sequence of ints or a slice (not a str)."""
     if isinstance(axis, slice) or _is_int(axis):
         return axis
@@ -43,7 +44,7 @@ def check_axes(where: str, name: str, axis) -> Axes:
         f"(e.g. {name}=slice(1, None)).")
 
 
-def _is_int(a) -> bool:
+def _is_int(a: Any) -> bool:
     return isinstance(a, int) and not isinstance(a, bool)
 
 
@@ -91,7 +92,8 @@ def param_shape(x_shape: tuple, param_axes: tuple) -> tuple:
     return tuple(x_shape[i] if i in param_axes else 1 for i in range(len(x_shape)))
 
 
-def normalize(norm, x, mean, var, shape, dtype, bshape=None) -> jax.Array:
+def normalize(norm: Any, x: jax.Array, mean: jax.Array, var: jax.Array, shape: Any, dtype: Any,
+              bshape: Any = None) -> jax.Array:
     """``(x - mean) / sqrt(var + eps) * scale + offset`` with ``norm``'s params.
 
     The params have shape ``shape``; ``bshape`` (if given) is the shape they
@@ -108,7 +110,7 @@ def normalize(norm, x, mean, var, shape, dtype, bshape=None) -> jax.Array:
     return out
 
 
-def affine(norm, x, shape) -> jax.Array:
+def affine(norm: Any, x: jax.Array, shape: Any) -> jax.Array:
     """``x * scale + offset`` with ``norm``'s params of shape ``shape``."""
     if norm.create_scale:
         x = x * params_lib.get_param("scale", shape, x.dtype, norm.scale_init)

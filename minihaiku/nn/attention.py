@@ -1,6 +1,7 @@
 """``MultiHeadAttention``: Haiku's multi-head attention, plus grouped kv heads and a cache."""
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -161,7 +162,7 @@ class MultiHeadAttention(Module):
         return Linear(self.model_size, self.with_bias, self.w_init, self.b_init,
                       name="linear")(out)
 
-    def _project(self, x, heads: int, size: int, name: str) -> jax.Array:
+    def _project(self, x: jax.Array, heads: int, size: int, name: str) -> jax.Array:
         y = Linear(heads * size, self.with_bias, self.w_init, self.b_init, name=name)(x)
         return y.reshape(x.shape[:-1] + (heads, size))
 
@@ -182,7 +183,7 @@ class MultiHeadAttention(Module):
                 f"{where}: the decoding cache holds {size} positions, "
                 f"{int(index)} are written and this call adds {t}. Fix: build the "
                 "module with a larger cache_size, or restart from init's state.")
-        start = (0,) * len(lead) + (index, 0, 0)
+        start: tuple[int | jax.Array, ...] = (0,) * len(lead) + (index, 0, 0)
         cached_k = jax.lax.dynamic_update_slice(cached_k, k, start)
         cached_v = jax.lax.dynamic_update_slice(cached_v, v, start)
         state_lib.set_state("cached_key", cached_k)
@@ -197,7 +198,7 @@ class MultiHeadAttention(Module):
         return cached_k, cached_v, mask, size
 
 
-def _check_inputs(where, query, key, value) -> tuple:
+def _check_inputs(where: str, query: Any, key: Any, value: Any) -> tuple:
     """Returns the query's leading axes and T, after checking the three shapes agree."""
     for arg, x in (("query", query), ("key", key), ("value", value)):
         if x.ndim < 2:
@@ -215,7 +216,8 @@ def _check_inputs(where, query, key, value) -> tuple:
     return query.shape[:-2], query.shape[-2]
 
 
-def _mask_4d(where, mask, lead, heads, t, s) -> jax.Array:
+def _mask_4d(where: str, mask: jax.Array, lead: tuple[int, ...], heads: int, t: int,
+             s: int) -> jax.Array:
     """The mask as ``[B or 1, H or 1, T or 1, S or 1]`` for the flattened batch ``B``."""
     mask = jnp.asarray(mask)
     if mask.dtype != bool:
@@ -250,7 +252,8 @@ def _mask_4d(where, mask, lead, heads, t, s) -> jax.Array:
     return mask
 
 
-def _attend(q, k, v, mask, is_causal, scale) -> jax.Array:
+def _attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None, is_causal: bool,
+            scale: float | None) -> jax.Array:
     """``softmax(q k^T * scale, masked) v`` per head; q ``[B,T,N,K]``, k/v ``[B,S,Nkv,.]``."""
     k_size, v_size = q.shape[-1], v.shape[-1]
     if k_size == v_size:

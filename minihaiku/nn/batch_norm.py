@@ -1,6 +1,7 @@
 """``BatchNorm``: normalise over the batch, keeping moving statistics in state."""
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -133,7 +134,7 @@ class BatchNorm(Module):
             mean, var = mean.reshape(bshape), var.reshape(bshape)
         return _normalize.normalize(self, x, mean, var, shape, dtype, bshape)
 
-    def _mean(self, x, axes, where: str):
+    def _mean(self, x: jax.Array, axes: Any, where: str) -> jax.Array:
         mean = jnp.mean(x, axes)
         if self.cross_replica_axis is None:
             return mean
@@ -146,7 +147,7 @@ class BatchNorm(Module):
                 "jax.vmap(axis_name=...) (lifted: mh.lifted.vmap(axis_name=...)) "
                 "with that axis name, or pass cross_replica_axis=None.") from None
 
-    def _statistics(self, shape, dtype, where: str) -> dict:
+    def _statistics(self, shape: Any, dtype: Any, where: str) -> dict:
         # Read every entry, training or not, so that init creates all of them.
         specs = {"counter": ((), jnp.int32), "mean_hidden": (shape, dtype),
                  "var_hidden": (shape, dtype), "moving_mean": (shape, dtype),
@@ -161,7 +162,7 @@ class BatchNorm(Module):
                 "and apply needs the state returned by init (or by the "
                 "previous apply).") from None
 
-    def _update(self, stats: dict, mean, var) -> None:
+    def _update(self, stats: dict, mean: jax.Array, var: jax.Array) -> None:
         counter = stats["counter"] + 1
         decay = jnp.asarray(self.decay_rate, mean.dtype)
         debias = 1 - jnp.power(decay, counter)

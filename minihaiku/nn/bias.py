@@ -1,6 +1,7 @@
 """``Bias``: a learned bias added over chosen dims of the input."""
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -44,7 +45,7 @@ class Bias(Module):
         self.bias_dims = None if bias_dims is None else tuple(bias_dims)
         self.b_init = b_init or _zeros
 
-    def _shape(self, shape) -> tuple:
+    def _shape(self, shape: Any) -> tuple:
         rank = len(shape)
         if self.bias_dims is None:
             return tuple(shape[1:])
@@ -59,7 +60,7 @@ class Bias(Module):
         start = next((i for i in range(1, rank) if full[i] != 1), rank)
         return tuple(full[start:])
 
-    def __call__(self, x: jax.Array, multiplier=None) -> jax.Array:
+    def __call__(self, x: jax.Array, multiplier: jax.typing.ArrayLike | None = None) -> jax.Array:
         """Returns ``x + b`` (``x + b * multiplier`` if given)."""
         x = jnp.asarray(x)
         if x.ndim < 2:

@@ -6,7 +6,7 @@ layout and numbers.
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -139,8 +139,8 @@ class ConvND(Module):
         return y[0] if unbatched else y
 
 
-def _fixed(n: int):
-    def __init__(self, output_channels: int, kernel_shape: int | Sequence[int],
+def _fixed(n: int) -> Callable[..., None]:
+    def __init__(self: ConvND, output_channels: int, kernel_shape: int | Sequence[int],
                  stride: int | Sequence[int] = 1,
                  rate: int | Sequence[int] = 1,
                  padding: args.Padding = "SAME", with_bias: bool = True,
@@ -148,7 +148,7 @@ def _fixed(n: int):
                  b_init: Initializer | None = None,
                  data_format: str | None = None,
                  mask: jax.Array | None = None,
-                 feature_group_count: int = 1, name: str | None = None):
+                 feature_group_count: int = 1, name: str | None = None) -> None:
         ConvND.__init__(self, n, output_channels, kernel_shape, stride, rate, padding,
                         with_bias, w_init, b_init, data_format, mask,
                         feature_group_count, name)

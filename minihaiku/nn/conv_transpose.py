@@ -6,7 +6,8 @@ numbers, including its ``output_shape`` padding rule.
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +26,8 @@ def _fan_in_truncated_normal(key, shape, dtype):
     return args.fan_in_init(math.prod(shape[:-2]) * shape[-1])(key, shape, dtype)
 
 
-def _output_padding(module, size: int, out: int, k: int, s: int, padding: str) -> tuple[int, int]:
+def _output_padding(module: Any, size: int, out: int, k: int, s: int,
+                    padding: str) -> tuple[int, int]:
     # The (lo, hi) padding that makes the transpose produce `out` elements
     # from `size`, valid only when a forward conv of `out` gives `size`.
     expected = (out - k + s) // s if padding == "VALID" else (out + s - 1) // s
@@ -131,7 +133,8 @@ class ConvNDTranspose(Module):
                     f"must have w's shape {w_shape}. Fix: build the mask for that shape.")
             w = w * self.mask
         padding = self.padding
-        if self.output_shape is not None:
+        # __init__ allows output_shape only with 'SAME'/'VALID' padding.
+        if self.output_shape is not None and isinstance(self.padding, str):
             sizes = x.shape[1:-1] if self.channels_last else x.shape[2:]
             padding = tuple(
                 _output_padding(self, i, o, k, s, self.padding) for i, o, k, s in
@@ -143,15 +146,15 @@ class ConvNDTranspose(Module):
         return y[0] if unbatched else y
 
 
-def _fixed(n: int):
-    def __init__(self, output_channels: int, kernel_shape: int | Sequence[int],
+def _fixed(n: int) -> Callable[..., None]:
+    def __init__(self: ConvNDTranspose, output_channels: int, kernel_shape: int | Sequence[int],
                  stride: int | Sequence[int] = 1,
                  output_shape: int | Sequence[int] | None = None,
                  padding: str | Sequence[tuple[int, int]] = "SAME",
                  with_bias: bool = True, w_init: Initializer | None = None,
                  b_init: Initializer | None = None,
                  data_format: str | None = None,
-                 mask: jax.Array | None = None, name: str | None = None):
+                 mask: jax.Array | None = None, name: str | None = None) -> None:
         ConvNDTranspose.__init__(self, n, output_channels, kernel_shape, stride,
                                  output_shape, padding, with_bias, w_init, b_init,
                                  data_format, mask, name)

@@ -1,6 +1,7 @@
 """``dropout``: zero out random entries, rescaling the rest."""
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +10,7 @@ from minihaiku import errors
 from minihaiku import rng as rng_lib
 
 
-def _static_flag(is_training, shape) -> bool:
+def _static_flag(is_training: Any, shape: Any) -> bool:
     try:
         return bool(is_training)
     except jax.errors.ConcretizationTypeError:

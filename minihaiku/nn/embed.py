@@ -1,6 +1,5 @@
 """``Embed``: a lookup table of vectors, one per token id."""
 
-from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -37,8 +36,8 @@ class Embed(Module):
     """
 
     def __init__(self, vocab_size: int, embed_dim: int,
-                 w_init: Optional[Initializer] = None,
-                 name: Optional[str] = None):
+                 w_init: Initializer | None = None,
+                 name: str | None = None):
         """Builds the table.
 
         Args:

@@ -1,7 +1,7 @@
 """``Linear``: an affine layer ``x @ w + b``."""
 
 import math
-from typing import Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +22,7 @@ def _fan_in_truncated_normal(key, shape, dtype):
     return jax.nn.initializers.truncated_normal(stddev)(key, shape, dtype)
 
 
-def _as_int(value) -> int:
+def _as_int(value: Any) -> int:
     try:
         return int(value)
     except (TypeError, ValueError):
@@ -43,10 +43,10 @@ class Linear(Module):
     """
 
     def __init__(self, output_size: int, with_bias: bool = True,
-                 w_init: Optional[Initializer] = None,
-                 b_init: Optional[Initializer] = None,
-                 precision: Optional[jax.lax.Precision] = None,
-                 name: Optional[str] = None):
+                 w_init: Initializer | None = None,
+                 b_init: Initializer | None = None,
+                 precision: jax.lax.Precision | None = None,
+                 name: str | None = None):
         """Builds the layer.
 
         Args:

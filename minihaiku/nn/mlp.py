@@ -1,6 +1,6 @@
 """``MLP``: a stack of ``Linear`` layers with an activation in between."""
 
-from typing import Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
 
 import jax
 
@@ -28,9 +28,9 @@ class MLP(Module):
     def __init__(self, output_sizes: Iterable[int],
                  activation: Callable[[jax.Array], jax.Array] = jax.nn.relu,
                  activate_final: bool = False, with_bias: bool = True,
-                 w_init: Optional[Initializer] = None,
-                 b_init: Optional[Initializer] = None,
-                 name: Optional[str] = None):
+                 w_init: Initializer | None = None,
+                 b_init: Initializer | None = None,
+                 name: str | None = None):
         """Builds the MLP.
 
         Args:
@@ -59,7 +59,7 @@ class MLP(Module):
         self.b_init = b_init
         self.layers: tuple = ()
 
-    def __call__(self, x: jax.Array, dropout_rate: Optional[float] = None,
+    def __call__(self, x: jax.Array, dropout_rate: float | None = None,
                  is_training: bool = True) -> jax.Array:
         """Applies the layers to ``x``.
 

@@ -17,7 +17,7 @@ from minihaiku.module import Module
 Size = int | Sequence[int]
 
 
-def _full_shape(x, size: Size, channel_axis: int | None, what: str,
+def _full_shape(x: jax.Array, size: Size, channel_axis: int | None, what: str,
                 caller: str) -> tuple[int, ...]:
     # Haiku's broadcasting: an int applies to every axis but the first (batch)
     # and the channel axis; a shorter sequence is padded with leading 1s.
@@ -32,16 +32,16 @@ def _full_shape(x, size: Size, channel_axis: int | None, what: str,
         channel = None if channel_axis is None else channel_axis % x.ndim
         return (1,) + tuple(1 if d == channel else size for d in range(1, x.ndim))
     try:
-        size = tuple(size)
+        sizes = None if isinstance(size, bool) else tuple(size)
     except TypeError:
-        size = None
-    if (size is None or len(size) > x.ndim
-            or not all(isinstance(s, int) and s >= 1 for s in size)):
+        sizes = None
+    if (sizes is None or len(sizes) > x.ndim
+            or not all(isinstance(s, int) and s >= 1 for s in sizes)):
         raise errors.ModuleInputError(
             f"{caller} got {what}={size!r} for an input of shape {x.shape}; it needs an "
             f"int >= 1 or at most {x.ndim} of them (one per axis; missing leading axes "
             f"are taken as 1). Fix: e.g. {what}=(1, 2, 2, 1) for NHWC.")
-    return (1,) * (x.ndim - len(size)) + size
+    return (1,) * (x.ndim - len(sizes)) + sizes
 
 
 def _prepare(value, window_shape, strides, padding, channel_axis, caller):

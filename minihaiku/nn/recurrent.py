@@ -5,7 +5,7 @@ A core maps ``(x, prev_state)`` to ``(out, next_state)`` for one time step;
 Haiku's core of the same name computes given the same weights.
 """
 
-from typing import NamedTuple, Optional, Tuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,12 +35,12 @@ class RNNCore(Module):
         """Returns ``(out, next_state)`` for one time step."""
         raise NotImplementedError
 
-    def initial_state(self, batch_size: Optional[int]):
+    def initial_state(self, batch_size: int | None) -> Any:
         """The zero state, ``[batch_size, hidden_size]`` (``[hidden_size]`` if ``None``)."""
         shape = (self.hidden_size,) if batch_size is None else (batch_size, self.hidden_size)
         return jnp.zeros(shape)
 
-    def _check(self, x, state) -> jax.Array:
+    def _check(self, x: jax.Array, state: Any) -> jax.Array:
         # Catches wrong ranks and a state made for another core (or batch) up
         # front, where Haiku would fail deep inside a matmul or a concatenate.
         x = jnp.asarray(x)
@@ -80,13 +80,13 @@ class VanillaRNN(RNNCore):
     """
 
     def __init__(self, hidden_size: int, double_bias: bool = True,
-                 name: Optional[str] = None):
+                 name: str | None = None):
         """Builds the core (``double_bias``: give the hidden-to-hidden layer a bias too)."""
         super().__init__(name=name)
         self.hidden_size = hidden_size
         self.double_bias = double_bias
 
-    def __call__(self, x: jax.Array, prev_state: jax.Array) -> Tuple[jax.Array, jax.Array]:
+    def __call__(self, x: jax.Array, prev_state: jax.Array) -> tuple[jax.Array, jax.Array]:
         """One step: ``(h, h)``."""
         x = self._check(x, prev_state)
         h = jax.nn.relu(Linear(self.hidden_size)(x)
@@ -116,12 +116,12 @@ class LSTM(RNNCore):
       out, state = f.apply(f.init(0, x), None, x)
     """
 
-    def __init__(self, hidden_size: int, name: Optional[str] = None):
+    def __init__(self, hidden_size: int, name: str | None = None):
         """Builds the core."""
         super().__init__(name=name)
         self.hidden_size = hidden_size
 
-    def __call__(self, x: jax.Array, prev_state: LSTMState) -> Tuple[jax.Array, LSTMState]:
+    def __call__(self, x: jax.Array, prev_state: LSTMState) -> tuple[jax.Array, LSTMState]:
         """One step: ``(h, LSTMState(h, c))``."""
         if not isinstance(prev_state, tuple) or len(prev_state) != 2:
             raise errors.MiniHaikuError(
@@ -137,7 +137,7 @@ class LSTM(RNNCore):
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
         return h, LSTMState(h, c)
 
-    def initial_state(self, batch_size: Optional[int]) -> LSTMState:
+    def initial_state(self, batch_size: int | None) -> LSTMState:
         """Zero ``LSTMState``, each part ``[batch_size, hidden_size]``."""
         zeros = RNNCore.initial_state(self, batch_size)
         return LSTMState(zeros, zeros)
@@ -167,9 +167,9 @@ class GRU(RNNCore):
       out, h = f.apply(f.init(0, x), None, x)
     """
 
-    def __init__(self, hidden_size: int, w_i_init: Optional[Initializer] = None,
-                 w_h_init: Optional[Initializer] = None,
-                 b_init: Optional[Initializer] = None, name: Optional[str] = None):
+    def __init__(self, hidden_size: int, w_i_init: Initializer | None = None,
+                 w_h_init: Initializer | None = None,
+                 b_init: Initializer | None = None, name: str | None = None):
         """Builds the core."""
         super().__init__(name=name)
         self.hidden_size = hidden_size
@@ -177,7 +177,7 @@ class GRU(RNNCore):
         self.w_h_init = w_h_init or _variance_scaling
         self.b_init = b_init or jax.nn.initializers.zeros
 
-    def __call__(self, x: jax.Array, prev_state: jax.Array) -> Tuple[jax.Array, jax.Array]:
+    def __call__(self, x: jax.Array, prev_state: jax.Array) -> tuple[jax.Array, jax.Array]:
         """One step: ``(h', h')``."""
         x = self._check(x, prev_state)
         h, dtype, split = self.hidden_size, x.dtype, 2 * self.hidden_size

@@ -1,7 +1,7 @@
 """Recurrent containers: ``DeepRNN`` (cores stacked) and ``ResetCore``."""
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, TypeGuard
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +11,13 @@ from minihaiku.module import Module
 from minihaiku.nn.recurrent import RNNCore
 
 
-def _is_core(layer) -> bool:
+class _Core(Protocol):
+    def __call__(self, inputs: Any, prev_state: Any) -> tuple[Any, Any]: ...
+
+    def initial_state(self, batch_size: int | None) -> Any: ...
+
+
+def _is_core(layer: object) -> TypeGuard[_Core]:
     return isinstance(layer, RNNCore) or (
         callable(getattr(layer, "initial_state", None)) and isinstance(layer, Module))
 
@@ -60,7 +66,7 @@ class DeepRNN(RNNCore):
                 x = layer(x)
         return x, tuple(next_states)
 
-    def initial_state(self, batch_size: int | None):
+    def initial_state(self, batch_size: int | None) -> tuple:
         """A tuple of each core's ``initial_state(batch_size)``."""
         return tuple(layer.initial_state(batch_size) for layer in self.layers
                      if _is_core(layer))
@@ -109,7 +115,7 @@ class ResetCore(RNNCore):
         state = jax.tree_util.tree_map(self._reset, should_reset, initial, state)
         return self.core(x, state)
 
-    def _is_batched(self, leaves) -> bool:
+    def _is_batched(self, leaves: Any) -> bool:
         one = jax.tree_util.tree_leaves(self.core.initial_state(1))
         return all(jnp.shape(a)[1:] == s.shape[1:] for a, s in zip(one, leaves, strict=True))
 
@@ -123,6 +129,6 @@ class ResetCore(RNNCore):
         r = r.reshape(r.shape + (1,) * (state.ndim - r.ndim))
         return jnp.where(r, initial, state)
 
-    def initial_state(self, batch_size: int | None):
+    def initial_state(self, batch_size: int | None) -> Any:
         """The wrapped core's initial state."""
         return self.core.initial_state(batch_size)

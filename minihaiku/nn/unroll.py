@@ -1,18 +1,18 @@
 """Running a recurrent core over a sequence: ``dynamic_unroll``, ``static_unroll``."""
 
-from typing import Any, Callable, Tuple
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from minihaiku import errors
-from minihaiku import lifted
+from minihaiku import errors, lifted
 from minihaiku import transform as transform_lib
 
-Core = Callable[[Any, Any], Tuple[Any, Any]]
+Core = Callable[[Any, Any], tuple[Any, Any]]
 
 
-def _num_steps(xs, time_axis: int, caller: str) -> int:
+def _num_steps(xs: Any, time_axis: int, caller: str) -> int:
     leaves = jax.tree_util.tree_leaves(xs)
     if not leaves:
         raise errors.ModuleInputError(
@@ -28,7 +28,7 @@ def _num_steps(xs, time_axis: int, caller: str) -> int:
     return shapes[0][time_axis]
 
 
-def _check_layout(xs, initial_state, time_major: bool, caller: str) -> None:
+def _check_layout(xs: Any, initial_state: Any, time_major: bool, caller: str) -> None:
     # A [B, T, ...] input given as time-major (or the reverse) shows itself
     # when the state's batch size matches the other axis: say so here, where
     # the core would only see a state/input batch mismatch.
@@ -51,9 +51,9 @@ def _swap_batch_time(tree):
     return jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1), tree)
 
 
-def dynamic_unroll(core: Core, xs, initial_state, time_major: bool = True,
+def dynamic_unroll(core: Core, xs: Any, initial_state: Any, time_major: bool = True,
                    reverse: bool = False, return_all_states: bool = False,
-                   unroll: int = 1) -> Tuple[Any, Any]:
+                   unroll: int = 1) -> tuple[Any, Any]:
     """Runs ``core`` over the time axis of ``xs`` in one ``mh.lifted.scan`` loop.
 
     The core's params are shared by all steps (created once in init).
@@ -107,8 +107,8 @@ def dynamic_unroll(core: Core, xs, initial_state, time_major: bool = True,
     return outputs, states
 
 
-def static_unroll(core: Core, xs, initial_state,
-                  time_major: bool = True) -> Tuple[Any, Any]:
+def static_unroll(core: Core, xs: Any, initial_state: Any,
+                  time_major: bool = True) -> tuple[Any, Any]:
     """Runs ``core`` over the time axis of ``xs`` with a Python loop.
 
     Same contract as :func:`dynamic_unroll` (without its extra options); under

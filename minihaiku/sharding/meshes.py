@@ -1,6 +1,7 @@
 """``mesh``: a GSPMD (``Auto``) device mesh from ``"data:4,model:2"``."""
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -44,7 +45,7 @@ def mesh(axes: str | Mapping[str, int], devices: Sequence | None = None) -> Mesh
                          axis_types=(AxisType.Auto,) * len(sizes), devices=devices)
 
 
-def _parse(axes) -> dict:
+def _parse(axes: Any) -> dict:
     if isinstance(axes, str):
         try:
             pairs = [(n.strip(), int(s)) for n, s in

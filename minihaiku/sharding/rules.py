@@ -33,6 +33,10 @@ class LogicalRules:
         return P(*(None if n is None else self.mapping[n] for n in names))
 
 
+# The rules argument: (path_regex, PartitionSpec) pairs and LogicalRules, or one LogicalRules.
+Rules = LogicalRules | Sequence[LogicalRules | tuple[str | re.Pattern, P | tuple]]
+
+
 def logical_rules(mapping: Mapping[str, MeshAxes] | Sequence[tuple]) -> LogicalRules:
     """Rules for params annotated with logical axes (``get_param(..., axes=...)``).
 
@@ -59,19 +63,19 @@ def logical_rules(mapping: Mapping[str, MeshAxes] | Sequence[tuple]) -> LogicalR
     return LogicalRules(dict(pairs))
 
 
-def _is_mesh_axes(axes) -> bool:
+def _is_mesh_axes(axes: Any) -> bool:
     return axes is None or isinstance(axes, str) or (
         isinstance(axes, tuple) and all(isinstance(a, str) for a in axes))
 
 
-def checked_rules(rules) -> list:
+def checked_rules(rules: Rules) -> list:
     if isinstance(rules, LogicalRules):
         return [rules]
     if isinstance(rules, (str, bytes, Mapping)) or not isinstance(rules, Sequence):
         raise errors.InvalidArgumentError(
             f"rules must be a list of (path_regex, PartitionSpec) pairs, got "
             f"{type(rules).__name__}. Fix: e.g. [(r'Linear_0/.*/w$', P(None, 'model'))].")
-    out = []
+    out: list[LogicalRules | tuple[re.Pattern, P]] = []
     for rule in rules:
         if isinstance(rule, LogicalRules):
             out.append(rule)
@@ -92,7 +96,7 @@ def checked_rules(rules) -> list:
     return out
 
 
-def _shape(path: str, value) -> tuple:
+def _shape(path: str, value: Any) -> tuple:
     shape = getattr(value, "shape", None)
     if shape is None:
         raise errors.InvalidArgumentError(
@@ -130,7 +134,7 @@ def _spec_for(path: str, shape: tuple, rules: list, axes: Mapping | None) -> P:
     return P(*([None] * (len(shape) - len(spec))), *spec)
 
 
-def specs(tree: Mapping[str, Any], rules, *, axes: Mapping | None = None) -> dict:
+def specs(tree: Mapping[str, Any], rules: Rules, *, axes: Mapping | None = None) -> dict:
     """The ``PartitionSpec`` of every entry of ``tree`` under ``rules``.
 
     The first rule whose regex is found in a path (``re.search``) wins; no
@@ -158,7 +162,7 @@ def specs(tree: Mapping[str, Any], rules, *, axes: Mapping | None = None) -> dic
             for path, value in tree.items()}
 
 
-def shardings(tree: Mapping[str, Any], rules, mesh: Mesh, *,
+def shardings(tree: Mapping[str, Any], rules: Rules, mesh: Mesh, *,
               axes: Mapping | None = None) -> dict:
     """The ``NamedSharding`` on ``mesh`` of every entry of ``tree`` under ``rules``.
 

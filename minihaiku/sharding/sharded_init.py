@@ -2,6 +2,7 @@
 
 import functools
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -25,13 +26,13 @@ def split_static(args: tuple, kwargs: dict) -> tuple:
 
     def rebuild(arrays):
         it = iter(arrays)
-        return treedef.unflatten(
-            [next(it) if t else leaf for leaf, t in zip(leaves, traced, strict=True)])
+        return jax.tree_util.tree_unflatten(
+            treedef, [next(it) if t else leaf for leaf, t in zip(leaves, traced, strict=True)])
 
     return [leaf for leaf, t in zip(leaves, traced, strict=True) if t], rebuild
 
 
-def traced_init(init_fn: Callable, args: tuple, kwargs: dict):
+def traced_init(init_fn: Callable, args: tuple, kwargs: dict) -> tuple:
     """``(shapes of init's output, path -> logical axes)``, computing nothing.
 
     The output dicts keep creation order (``jax.eval_shape`` sorts them).
@@ -54,7 +55,7 @@ def traced_init(init_fn: Callable, args: tuple, kwargs: dict):
     return in_order(shapes, orders[0]), axes
 
 
-def _is_dict(x) -> bool:
+def _is_dict(x: Any) -> bool:
     return isinstance(x, dict)
 
 
@@ -67,7 +68,7 @@ def in_order(out, order):
     return out
 
 
-def logical_axes(init_fn: Callable, *args, **kwargs) -> dict:
+def logical_axes(init_fn: Callable, *args: Any, **kwargs: Any) -> dict:
     """Path -> logical axes of every param (and state) created with ``axes=...``.
 
     ``init_fn`` runs under ``jax.eval_shape``: nothing is computed.
@@ -87,7 +88,7 @@ def logical_axes(init_fn: Callable, *args, **kwargs) -> dict:
     return traced_init(init_fn, args, kwargs)[1]
 
 
-def _out_shardings(shapes, rules, mesh: Mesh, axes: Mapping):
+def _out_shardings(shapes: Any, rules: rules_lib.Rules, mesh: Mesh, axes: Mapping) -> Any:
     if isinstance(shapes, Mapping):
         return rules_lib.shardings(shapes, rules, mesh, axes=axes)
     if (isinstance(shapes, tuple) and len(shapes) == 2
@@ -100,7 +101,7 @@ def _out_shardings(shapes, rules, mesh: Mesh, axes: Mapping):
         f"(params, state) (mh.transform_with_state), got {type(shapes).__name__}.")
 
 
-def init(init_fn: Callable, rules, mesh: Mesh) -> Callable:
+def init(init_fn: Callable, rules: rules_lib.Rules, mesh: Mesh) -> Callable:
     """Wraps ``init_fn`` so every param is created directly sharded on ``mesh``.
 
     The returned function has ``init_fn``'s signature. It traces ``init_fn``
