@@ -1,5 +1,8 @@
 """Every misuse gives a clear error of its own MiniHaikuError subclass; nothing is left behind."""
 
+import pathlib
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -262,6 +265,26 @@ class ValidationTest(absltest.TestCase):
     def test_set_state_of_a_non_array(self):
         with self.assertRaisesRegex(mh.InvalidArgumentError, "'~/s' got str"):
             mh.transform_with_state(lambda: mh.set_state("s", "abc")).init(None)
+
+
+class ErrorTaxonomyTest(absltest.TestCase):
+
+    def test_every_raise_in_the_library_uses_a_specific_class(self):
+        # One subclass per kind of misuse: the bare base class is never raised.
+        root = pathlib.Path(mh.__file__).parent
+        bare = [f"{p.relative_to(root)}:{i}" for p in sorted(root.rglob("*.py"))
+                for i, line in enumerate(p.read_text().splitlines(), 1)
+                if re.search(r"raise\s+(errors\.)?MiniHaikuError\(", line)]
+        self.assertEqual(bare, [])
+
+    def test_every_error_class_is_exported_and_a_value_error(self):
+        classes = [v for v in vars(mh.errors).values()
+                   if isinstance(v, type) and issubclass(v, mh.MiniHaikuError)]
+        self.assertGreater(len(classes), 15)
+        for cls in classes:
+            self.assertIs(getattr(mh, cls.__name__), cls)
+            self.assertIn(cls.__name__, mh.__all__)
+            self.assertTrue(issubclass(cls, ValueError))
 
 
 if __name__ == "__main__":

@@ -114,23 +114,23 @@ class CoreTest(parameterized.TestCase):
     @parameterized.parameters(*_CORES)
     def test_wrong_input_rank_is_an_error(self, name):
         f = _one_step(name, 4)
-        with self.assertRaisesRegex(mh.MiniHaikuError,
+        with self.assertRaisesRegex(mh.ModuleInputError,
                                     rf"{name}_0.*shape \(2, 3, 5\).*\[batch, features\]"):
             f.init(_KEY, jnp.ones([2, 3, 5]), _initial(name, 4, 2))
 
     @parameterized.parameters(*_CORES)
     def test_mismatched_hidden_size_is_an_error(self, name):
         f = _one_step(name, 4)
-        with self.assertRaisesRegex(mh.MiniHaikuError,
+        with self.assertRaisesRegex(mh.ModuleInputError,
                                     rf"{name}_0.*hidden_size=4.*\(2, 3\).*needs shape \(2, 4\)"):
             f.init(_KEY, jnp.ones([2, 5]), _initial(name, 3, 2))
 
     def test_mismatched_batch_is_an_error(self):
-        with self.assertRaisesRegex(mh.MiniHaikuError, r"needs shape \(2, 4\)"):
+        with self.assertRaisesRegex(mh.ModuleInputError, r"needs shape \(2, 4\)"):
             _one_step("GRU", 4).init(_KEY, jnp.ones([2, 5]), jnp.zeros([3, 4]))
 
     def test_lstm_state_must_be_a_pair(self):
-        with self.assertRaisesRegex(mh.MiniHaikuError, "LSTMState"):
+        with self.assertRaisesRegex(mh.ModuleInputError, "LSTMState"):
             _one_step("LSTM", 4).init(_KEY, jnp.ones([2, 5]), jnp.zeros([2, 4]))
 
 

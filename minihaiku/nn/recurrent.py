@@ -46,7 +46,7 @@ class RNNCore(Module):
         x = jnp.asarray(x)
         name = type(self).__name__
         if x.ndim not in (1, 2):
-            raise errors.MiniHaikuError(
+            raise errors.ModuleInputError(
                 f"{name} at '{self.module_path}' got an input of shape {x.shape}; "
                 "it needs [batch, features] or [features] (one time step). Fix: "
                 "unroll over time with mh.nn.dynamic_unroll / static_unroll, and "
@@ -54,7 +54,7 @@ class RNNCore(Module):
         want = x.shape[:-1] + (self.hidden_size,)
         shape = getattr(state, "shape", None)
         if shape != want:
-            raise errors.MiniHaikuError(
+            raise errors.ModuleInputError(
                 f"{name} at '{self.module_path}' (hidden_size={self.hidden_size}) "
                 f"got a state of shape {shape} for an input of shape {x.shape}; "
                 f"it needs shape {want}. Fix: start from "
@@ -124,7 +124,7 @@ class LSTM(RNNCore):
     def __call__(self, x: jax.Array, prev_state: LSTMState) -> tuple[jax.Array, LSTMState]:
         """One step: ``(h, LSTMState(h, c))``."""
         if not isinstance(prev_state, tuple) or len(prev_state) != 2:
-            raise errors.MiniHaikuError(
+            raise errors.ModuleInputError(
                 f"LSTM at '{self.module_path}' needs prev_state = "
                 f"LSTMState(hidden, cell), got {type(prev_state).__name__}. "
                 "Fix: start from core.initial_state(batch_size).")
