@@ -6,6 +6,7 @@ checkpoint must continue the very run that was interrupted.
 
 import re
 
+import pytest
 from absl.testing import absltest
 
 from test_examples import _is_png, _run, _tempdir
@@ -60,6 +61,7 @@ class TransformerLMTest(absltest.TestCase):
         self.assertIn("resumed from", resumed)
         self.assertEqual(re.findall(_BITS, resumed), curve[2:])
 
+    @pytest.mark.slow  # ~20 s; the 8-device sharded step is covered by test_sharding.py.
     def test_mesh_over_eight_devices_in_bfloat16_with_remat(self):
         log = _run(self, _TINY + ["--steps=10", "--mesh=data:4,model:2", "--precision=bfloat16",
                                   "--remat", "--num_kv_heads=1"], devices=8)

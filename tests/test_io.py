@@ -1,11 +1,7 @@
 """Tests for mh.io.save / mh.io.load / mh.io.load_partial: trees, dtypes, formats."""
 
-import contextlib
-import doctest
-import io
 import json
 import os
-import re
 import zipfile
 from typing import NamedTuple
 
@@ -22,7 +18,6 @@ from io_testing import assert_trees_identical as _assert_trees_identical
 from io_testing import linear as _linear
 from io_testing import tempdir as _tempdir
 from io_testing import tree as _tree
-from minihaiku import io as mh_io
 
 _V1_FIXTURE = os.path.join(_REPO, "tests", "testdata", "io_v1_params.npz")
 
@@ -397,48 +392,6 @@ class LoadPartialTest(absltest.TestCase):
     def test_strict_argument_is_gone(self):
         with self.assertRaises(TypeError):
             mh.io.load(self.path, strict=False)  # pytype: disable=wrong-keyword-args
-
-
-class GuideTest(absltest.TestCase):
-
-    def test_docstring_examples_run(self):
-        result = doctest.testmod(mh_io, extraglobs={"mh": mh, "jax": jax, "jnp": jnp})
-        self.assertEqual(result.failed, 0)
-        self.assertGreaterEqual(result.attempted, 8)
-
-    def test_io_guide_code_blocks_run(self):
-        with open(os.path.join(_REPO, "docs", "guides", "io.md")) as f:
-            blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
-        self.assertGreaterEqual(len(blocks), 8)
-        namespace: dict = {}
-        checked = 0
-        for i, block in enumerate(blocks):
-            out = io.StringIO()
-            with contextlib.redirect_stdout(out):
-                exec(compile(block, f"docs/guides/io.md block {i}", "exec"), namespace)  # noqa: S102
-            for expected in _printed_comments(block):
-                self.assertIn(expected, out.getvalue(), f"block {i}")
-                checked += 1
-        self.assertEqual(checked, 5)
-
-
-def _printed_comments(block: str) -> list[str]:
-    """What a block says it prints: the comment on a print line, else the next line's.
-
-    Text after " — " explains and is not printed.
-    """
-    lines = block.splitlines()
-    expected = []
-    for i, line in enumerate(lines):
-        if "print(" not in line:
-            continue
-        comment = line.split("  # ", 1)[1] if "  # " in line else ""
-        if comment.endswith(":") or not comment:
-            following = lines[i + 1].strip() if i + 1 < len(lines) else ""
-            comment = following[2:] if following.startswith("# ") else ""
-        if comment:
-            expected.append(comment.split(" — ")[0])
-    return expected
 
 
 if __name__ == "__main__":
