@@ -23,7 +23,7 @@ from absl import app, flags, logging
 
 import minihaiku as mh
 
-_STEPS = flags.DEFINE_integer("steps", 600, "Training steps.")
+_STEPS = flags.DEFINE_integer("steps", 300, "Training steps.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Training batch size.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 2e-3, "Adam learning rate.")
 _DROPOUT = flags.DEFINE_float("dropout", 0.3, "Dropout rate before the classifier.")

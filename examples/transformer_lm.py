@@ -40,9 +40,9 @@ _NUM_KV_HEADS = flags.DEFINE_integer("num_kv_heads", None,
                                      "Key/value heads (grouped-query attention); default all.")
 _SEQ_LEN = flags.DEFINE_integer("seq_len", 128, "Training context length in characters.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Sequences per step.")
-_STEPS = flags.DEFINE_integer("steps", 600, "Training steps.")
+_STEPS = flags.DEFINE_integer("steps", 400, "Training steps.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 3e-3, "Peak AdamW learning rate.")
-_WARMUP = flags.DEFINE_integer("warmup_steps", 60, "Linear warmup steps.")
+_WARMUP = flags.DEFINE_integer("warmup_steps", 40, "Linear warmup steps.")
 _WEIGHT_DECAY = flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay (not on norms).")
 _REMAT = flags.DEFINE_bool("remat", False, "Rematerialise each block (mh.lifted.remat).")
 _MESH = flags.DEFINE_string("mesh", None,
