@@ -9,7 +9,7 @@ construction, to what ``jax.lax`` takes. Every bad value is a
 import math
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 
@@ -72,6 +72,35 @@ def channels_last(module: Any, data_format: str | None, n: int) -> tuple[bool, s
         f"{where(module)} got data_format={data_format!r}; for {n} spatial dim(s) it "
         f"must be channels-last like {default!r} (the default) or channels-first like "
         f"{'NC' + default[1:-1]!r} ('channels_last'/'channels_first' also work).")
+
+
+def check_num_spatial_dims(module: Any, n: Any) -> int:
+    """``num_spatial_dims`` as an int >= 1, or a clear error."""
+    if not _is_int(n) or n < 1:
+        raise errors.ModuleInputError(
+            f"{where(module)} got num_spatial_dims={n!r}; it needs an int >= 1. "
+            "Fix: e.g. 2 for images.")
+    return n
+
+
+class Layout(NamedTuple):
+    """Where a convolution's channels are, and the shapes that follow."""
+    channels_last: bool
+    data_format: str
+    dimension_numbers: jax.lax.ConvDimensionNumbers
+    bias_shape: tuple[int, ...]   # [out], or [out, 1, ...] channels-first as Haiku
+
+
+def layout(module: Any, n: int, output_channels: int, with_bias: bool, b_init: Any,
+           data_format: str | None, transpose: bool) -> Layout:
+    """The :class:`Layout` of a convolution; ``b_init`` with ``with_bias=False`` is an error."""
+    if not with_bias and b_init is not None:
+        raise errors.ModuleInputError(
+            f"{where(module)} got b_init but with_bias=False. Fix: drop b_init "
+            "or set with_bias=True.")
+    last, spelled = channels_last(module, data_format, n)
+    return Layout(last, spelled, dimension_numbers(n, last, transpose),
+                  (output_channels,) + (() if last else (1,) * n))
 
 
 def dimension_numbers(n: int, last: bool, transpose: bool) -> jax.lax.ConvDimensionNumbers:

@@ -72,11 +72,7 @@ class ConvND(Module):
           name: module name, default the class name.
         """
         super().__init__(name=name)
-        n = num_spatial_dims
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise errors.ModuleInputError(
-                f"{args.where(self)} got num_spatial_dims={n!r}; it needs an int >= 1. "
-                "Fix: e.g. 2 for images.")
+        n = args.check_num_spatial_dims(self, num_spatial_dims)
         self.num_spatial_dims = n
         self.output_channels = args.check_positive(self, output_channels, "output_channels")
         self.kernel_shape = args.replicate(self, kernel_shape, n, "kernel_shape")
@@ -90,17 +86,14 @@ class ConvND(Module):
                 f"{args.where(self)}: feature_group_count={feature_group_count} does not "
                 f"divide output_channels={output_channels}. Fix: pick a "
                 "feature_group_count dividing both the input and output channels.")
-        if not with_bias and b_init is not None:
-            raise errors.ModuleInputError(
-                f"{args.where(self)} got b_init but with_bias=False. Fix: drop b_init "
-                "or set with_bias=True.")
-        self.channels_last, self.data_format = args.channels_last(self, data_format, n)
+        layout = args.layout(self, n, output_channels, with_bias, b_init, data_format,
+                             transpose=False)
+        self.channels_last, self.data_format = layout.channels_last, layout.data_format
         self.with_bias = with_bias
+        self._dn, self._b_shape = layout.dimension_numbers, layout.bias_shape
         self.w_init = w_init or _fan_in_truncated_normal
         self.b_init = b_init or _zeros
         self.mask = mask
-        self._dn = args.dimension_numbers(n, self.channels_last, transpose=False)
-        self._b_shape = (output_channels,) + (() if self.channels_last else (1,) * n)
 
     def __call__(self, x: jax.Array, *,
                  precision: jax.lax.Precision | None = None) -> jax.Array:

@@ -81,10 +81,7 @@ class ConvNDTranspose(Module):
           name: module name, default the class name.
         """
         super().__init__(name=name)
-        n = num_spatial_dims
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise errors.ModuleInputError(
-                f"{args.where(self)} got num_spatial_dims={n!r}; it needs an int >= 1.")
+        n = args.check_num_spatial_dims(self, num_spatial_dims)
         self.num_spatial_dims = n
         self.output_channels = args.check_positive(self, output_channels, "output_channels")
         self.kernel_shape = args.replicate(self, kernel_shape, n, "kernel_shape")
@@ -98,17 +95,14 @@ class ConvNDTranspose(Module):
                 raise errors.ModuleInputError(
                     f"{args.where(self)} got output_shape with explicit padding "
                     f"{padding!r}. Fix: use padding 'SAME' or 'VALID' with output_shape.")
-        if not with_bias and b_init is not None:
-            raise errors.ModuleInputError(
-                f"{args.where(self)} got b_init but with_bias=False. Fix: drop b_init "
-                "or set with_bias=True.")
-        self.channels_last, self.data_format = args.channels_last(self, data_format, n)
+        layout = args.layout(self, n, output_channels, with_bias, b_init, data_format,
+                             transpose=True)
+        self.channels_last, self.data_format = layout.channels_last, layout.data_format
         self.with_bias = with_bias
+        self._dn, self._b_shape = layout.dimension_numbers, layout.bias_shape
         self.w_init = w_init or _fan_in_truncated_normal
         self.b_init = b_init or _zeros
         self.mask = mask
-        self._dn = args.dimension_numbers(n, self.channels_last, transpose=True)
-        self._b_shape = (output_channels,) + (() if self.channels_last else (1,) * n)
 
     def __call__(self, x: jax.Array, *,
                  precision: jax.lax.Precision | None = None) -> jax.Array:
