@@ -89,7 +89,7 @@ def mapping(value: Any, what: str, call: str) -> Mapping:
     return value
 
 
-def pure_functions(f: Callable[..., Any], with_state: bool) -> tuple:
+def pure_functions(f: Callable[..., Any], with_state: bool) -> tuple[Any, Any]:
     """The ``(init, apply)`` pair of ``f``: the one builder of every transform variant."""
     if with_state:
         @_wraps(f)
@@ -174,7 +174,7 @@ def without_apply_rng(transformed: Any) -> Any:
     before_rng = 2 if isinstance(transformed, (TransformedWithState,
                                                MultiTransformedWithState)) else 1
     apply = jax.tree_util.tree_map(lambda a: _without_rng(a, before_rng), transformed.apply)
-    return type(transformed)(transformed.init, apply)
+    return type(transformed)(transformed.init, apply)  # type: ignore[arg-type]
 
 
 def _without_rng(apply: Callable, before_rng: int) -> Callable:

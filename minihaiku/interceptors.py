@@ -69,8 +69,13 @@ class Hooks:
     __slots__ = (*_KINDS, "names", "calls")
 
     def __init__(self, calls: list, names: bool, **chains: tuple):
-        for kind in _KINDS:
-            setattr(self, kind, chains.get(kind, ()))
+        self.param_creators: tuple = chains.get("param_creators", ())
+        self.state_creators: tuple = chains.get("state_creators", ())
+        self.param_getters: tuple = chains.get("param_getters", ())
+        self.state_getters: tuple = chains.get("state_getters", ())
+        self.setters: tuple = chains.get("setters", ())
+        self.methods: tuple = chains.get("methods", ())
+        self.param_dtypes: tuple = chains.get("param_dtypes", ())
         self.names = names
         self.calls = calls
 

@@ -189,7 +189,7 @@ def _policies() -> tuple:
     """(policy in force, own policy of the innermost module) for the running method."""
     policy = own = None
     for module, _ in hooks_lib.running_methods():
-        own = _own_policy(type(module), module.module_path)
+        own = _own_policy(type(module), module.module_path)  # type: ignore[arg-type]
         if own is None and policy is not None and module.keeps_float32:
             own = Policy(jnp.float32, jnp.float32, policy.compute_dtype)
         policy = own or policy

@@ -68,7 +68,8 @@ class PolicyKeepsChecksTest(absltest.TestCase):
 
 class _Annotated(mh.Module):
     def __call__(self, x):
-        w = mh.get_param("w", (x.shape[-1], 8), init=jax.nn.initializers.zeros, axes=("embed", "mlp"))
+        w = mh.get_param("w", (x.shape[-1], 8), init=jax.nn.initializers.zeros,
+                         axes=("embed", "mlp"))
         return x @ w
 
 
@@ -334,10 +335,10 @@ class ArchitectureTest(absltest.TestCase):
         for path in files:
             for module, names in self._imports(path):
                 for feature in self.FEATURES:
-                    self.assertFalse(
-                        module == f"minihaiku.{feature}" or module.startswith(
-                            f"minihaiku.{feature}.") or (module == "minihaiku" and feature in names),
-                        f"{path.name} imports the feature {feature}")
+                    imported = (module == f"minihaiku.{feature}"
+                                or module.startswith(f"minihaiku.{feature}.")
+                                or (module == "minihaiku" and feature in names))
+                    self.assertFalse(imported, f"{path.name} imports the feature {feature}")
 
     def test_at_most_two_thread_local_stores(self):
         found = [str(p.relative_to(_LIB)) for p in _LIB.rglob("*.py")

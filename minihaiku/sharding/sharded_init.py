@@ -85,6 +85,7 @@ def init(init_fn: Callable, rules: rules_lib.Rules, mesh: Mesh) -> Callable:
             return init_fn(*a, **kw)
 
         out = jax.jit(run, out_shardings=out_shardings)(arrays)
-        return in_order(out, jax.tree_util.tree_map(list, shapes, is_leaf=_is_dict))
+        order = jax.tree_util.tree_map(list, shapes, is_leaf=lambda d: isinstance(d, dict))
+        return in_order(out, order)
 
     return sharded_init
