@@ -149,3 +149,12 @@ def missing_message(kind: str, path: str, shape: Any, known: Mapping,
     return (f"{kind.capitalize()} '{path}'{shape_part} is missing in apply: "
             f"it was not created in init.{hint} {fix}")
 
+
+
+def no_rng_error(what: str) -> errors.NoRngError:
+    """The error for ``what`` needing a key in a transform given ``rng=None``."""
+    return errors.NoRngError(
+        f"{what} needs a random key, but this transformed function was "
+        "called with rng=None. Fix: pass a key or seed, e.g. "
+        "`init(jax.random.PRNGKey(0), x)` or `apply(params, 42, x)` (and "
+        "don't wrap it in mh.without_apply_rng).")

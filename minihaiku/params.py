@@ -3,8 +3,8 @@
 One pipeline (see :mod:`minihaiku.interceptors`): resolve the path, look it
 up, create it if missing (init only; through the creator chain when
 interceptors are in force, the result checked either way), then the getter
-chain. With no interceptor in force (``frame.hooks is None``) the lookup and
-the inline check are all a read costs.
+chain. With no interceptor in force (``frame.hooks is None``) the lookup,
+the inline check and two ``None`` tests are all a read costs.
 """
 
 from collections.abc import Callable, Sequence
@@ -17,7 +17,6 @@ import numpy as np
 from minihaiku import checks, errors
 from minihaiku import frame as frame_lib
 from minihaiku import interceptors as hooks_lib
-from minihaiku import rng as rng_lib
 from minihaiku.checks import canonical_dtype
 
 Initializer = Callable[[jax.Array, Sequence[int], Any], jax.Array]
@@ -66,43 +65,33 @@ def get_param(name: str, shape: Sequence[int], dtype: Any = jnp.float32,
     if type(shape) is not tuple:
         shape = checks.as_shape(shape, "Param", path)
     hooks = frame.hooks
-    if hooks is not None:
-        return _hooked(frame, hooks, path, name, shape, dtype, init, axes)
-    value = frame.params.get(path)
-    if value is None:
-        return _create(frame, path, name, shape, dtype, init, axes, None, None)
-    # The hot path. Reading an existing param is harmless even under a raw
-    # JAX transform (the value is closed over), so only creation pays for
-    # the trace check. Builtin np.dtypes are singletons: `is` settles the
-    # common case without the slower dtype equality. A value that is not
-    # an array (a list or float in the params dict) fails the attribute
-    # reads; the try costs nothing when nothing is raised.
-    if dtype is jnp.float32:
-        dtype = _FLOAT32
-    try:
-        stored = value.dtype
-        if value.shape == shape and (stored is dtype or stored == canonical_dtype(dtype)):
-            return value
-    except AttributeError:
-        pass
-    checks.check_value("Param", path, value, shape, dtype, _READ_FIX)
-    return value
-
-
-def _hooked(frame: frame_lib.Frame, hooks: hooks_lib.Hooks, path: str, name: str,
-            shape: tuple, dtype: Any, init: Initializer | None, axes: Any) -> jax.Array:
-    """``get_param`` with interceptors in force: the same steps, with the chains."""
-    ctx = hooks.context(path, name)
-    for rule in hooks.param_dtypes:  # e.g. a precision policy's param dtype
-        dtype = rule(dtype, ctx)
+    ctx = None
+    if hooks is not None:  # Interceptors in force: the same steps, with the chains.
+        ctx = hooks.context(path, name)
+        for rule in hooks.param_dtypes:  # e.g. a precision policy's param dtype
+            dtype = rule(dtype, ctx)
     value = frame.params.get(path)
     if value is None:
         value = _create(frame, path, name, shape, dtype, init, axes,
-                        hooks.param_creators, ctx)
+                        None if hooks is None else hooks.param_creators, ctx)
     else:
-        checks.check_value("Param", path, value, shape, dtype, _READ_FIX)
-    if hooks.param_getters:
-        return hooks_lib.get(hooks.param_getters, value, ctx)
+        # The hot path. Reading an existing param is harmless even under a raw
+        # JAX transform (the value is closed over), so only creation pays for
+        # the trace check. Builtin np.dtypes are singletons: `is` settles the
+        # common case without the slower dtype equality. A value that is not
+        # an array (a list or float in the params dict) fails the attribute
+        # reads; the try costs nothing when nothing is raised.
+        if dtype is jnp.float32:
+            dtype = _FLOAT32
+        try:
+            stored = value.dtype
+            ok = value.shape == shape and (stored is dtype or stored == canonical_dtype(dtype))
+        except AttributeError:
+            ok = False
+        if not ok:
+            checks.check_value("Param", path, value, shape, dtype, _READ_FIX)
+    if hooks is not None and hooks.param_getters:
+        return hooks_lib.get(hooks.param_getters, value, ctx)  # type: ignore[arg-type]
     return value
 
 
@@ -117,6 +106,7 @@ def _create(frame: frame_lib.Frame, path: str, name: str, shape: tuple, dtype: A
             "function and inputs, and pass its params to apply."))
     frame_lib.check_trace(frame, "mh.get_param", path)
     checks.check_name("Param", name, f"path '{path}'")
+    shape = checks.as_shape(shape, "Param", path)  # a tuple of floats passes the fast path
     if axes is not None:
         axes = _checked_axes(path, axes, shape)
     init = init or _standard_normal
@@ -176,6 +166,6 @@ def _initialize(frame: frame_lib.Frame, path: str, init: Callable, shape: tuple,
             raise
         # Without an rng, deterministic initializers (zeros, ones, constant)
         # still work; one that really uses its key is an error saying so.
-        raise rng_lib.no_rng_error(
+        raise checks.no_rng_error(
             f"Creating param '{path}' (its initializer failed with key=None: "
             f"{type(e).__name__}: {e})") from e

@@ -8,7 +8,7 @@ from typing import Any, overload
 import jax
 import numpy as np
 
-from minihaiku import errors
+from minihaiku import checks, errors
 from minihaiku import frame as frame_lib
 
 KeyLike = jax.Array | int | None
@@ -165,7 +165,7 @@ def next_rng_key() -> jax.Array:
     """
     frame = frame_lib.current_frame("mh.next_rng_key()")
     frame_lib.check_trace(frame, "mh.next_rng_key()", frame.scope)
-    return draw_key(frame, "mh.next_rng_key()")
+    return _draw_key(frame, "mh.next_rng_key()")
 
 
 def maybe_next_rng_key() -> jax.Array | None:
@@ -175,20 +175,11 @@ def maybe_next_rng_key() -> jax.Array | None:
     return None if frame.rng is None else next(frame.rng)
 
 
-def draw_key(frame: frame_lib.Frame, what: str) -> jax.Array:
+def _draw_key(frame: frame_lib.Frame, what: str) -> jax.Array:
     """Draws a key from ``frame`` or raises a ``NoRngError`` naming ``what``."""
     if frame.rng is None:
-        raise no_rng_error(what)
+        raise checks.no_rng_error(what)
     return next(frame.rng)
-
-
-def no_rng_error(what: str) -> errors.NoRngError:
-    """The error for ``what`` needing a key in a transform given ``rng=None``."""
-    return errors.NoRngError(
-        f"{what} needs a random key, but this transformed function was "
-        "called with rng=None. Fix: pass a key or seed, e.g. "
-        "`init(jax.random.PRNGKey(0), x)` or `apply(params, 42, x)` (and "
-        "don't wrap it in mh.without_apply_rng).")
 
 
 def next_rng_keys(n: int) -> jax.Array:
@@ -213,7 +204,7 @@ def next_rng_keys(n: int) -> jax.Array:
             "pass e.g. mh.next_rng_keys(4).")
     frame = frame_lib.current_frame("mh.next_rng_keys()")
     frame_lib.check_trace(frame, "mh.next_rng_keys()", frame.scope)
-    return jax.random.split(draw_key(frame, "mh.next_rng_keys()"), int(n))
+    return jax.random.split(_draw_key(frame, "mh.next_rng_keys()"), int(n))
 
 
 @contextlib.contextmanager

@@ -83,6 +83,7 @@ def _created(frame: frame_lib.Frame, path: str, name: str, shape: tuple | None,
             "call e.g. mh.get_state(name, shape, dtype, init=jnp.zeros), "
             "or mh.set_state(name, value) first.")
     checks.check_name("State", name, f"path '{path}'")
+    shape = checks.as_shape(shape, "State", path)
 
     def create(shape, dtype, init):
         value = _create(path, init, shape, dtype)
