@@ -13,6 +13,7 @@ from minihaiku import (
     precision,  # noqa: F401  (mh.precision)
     sharding,  # noqa: F401  (mh.sharding)
 )
+from minihaiku._cost import CostReport, ModuleCost, cost
 from minihaiku.errors import (
     CheckpointError,
     CheckpointNotFoundError,
@@ -86,5 +87,5 @@ __all__ = [
     # Interceptors.
     "custom_creator", "custom_getter", "custom_setter", "intercept_methods",
     # Tools.
-    "summary",
+    "summary", "cost", "CostReport", "ModuleCost",
 ]
