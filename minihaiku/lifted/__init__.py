@@ -13,10 +13,12 @@ from minihaiku.lifted._eager_cache import eager_cache
 from minihaiku.lifted.cond import cond, switch
 from minihaiku.lifted.grad import grad, value_and_grad
 from minihaiku.lifted.layer_stack import layer_stack
+from minihaiku.lifted.layer_views import PerLayerState, per_layer, stack, unstack
 from minihaiku.lifted.loops import fori_loop, while_loop
 from minihaiku.lifted.remat import remat
 from minihaiku.lifted.scan import scan
 from minihaiku.lifted.vmap import vmap
 
 __all__ = ["cond", "switch", "layer_stack", "fori_loop", "while_loop", "remat", "scan",
-           "vmap", "grad", "value_and_grad", "eager_cache"]
+           "vmap", "grad", "value_and_grad", "eager_cache", "unstack", "stack", "per_layer",
+           "PerLayerState"]
