@@ -208,7 +208,7 @@ def per_layer(tx: Any, num_layers: int, *, where: Where = None) -> Any:
       state = tx.init(params)
       updates, state = tx.update(params, state, params)
     """
-    import optax  # An optional dependency: needed only here.
+    import optax  # type: ignore[import-untyped]  # optional: needed only here
 
     n = _check_num_layers(num_layers)
     match = _matcher(where)
