@@ -7,6 +7,7 @@ reference of every public name.
 from minihaiku import (
     config,  # noqa: F401  (mh.config)
     data,  # noqa: F401  (mh.data)
+    debug,  # noqa: F401  (mh.debug)
     io,  # noqa: F401  (mh.io)
     lifted,  # noqa: F401  (mh.lifted)
     nn,  # noqa: F401  (mh.nn)
@@ -29,6 +30,7 @@ from minihaiku.errors import (
     ModuleDefinitionError,
     ModuleInputError,
     ModuleReuseError,
+    NonFiniteError,
     NoRngError,
     NotInTransformError,
     ShardingError,
@@ -68,13 +70,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     # Sub-packages.
-    "config", "data", "io", "lifted", "nn", "precision", "sharding",
+    "config", "data", "debug", "io", "lifted", "nn", "precision", "sharding",
     # Errors.
     "MiniHaikuError", "CheckpointError", "CheckpointNotFoundError",
     "InterceptorError", "InvalidArgumentError", "InvalidNameError",
     "InvalidRngError", "LiftedBodyError", "MismatchError", "MissingParamError",
     "MissingStateError", "ModuleDefinitionError", "ModuleInputError",
-    "ModuleReuseError", "NoRngError", "NotInTransformError", "ShardingError",
+    "ModuleReuseError", "NoRngError", "NonFiniteError", "NotInTransformError", "ShardingError",
     "StateNotAllowedError", "UnliftedTransformError",
     # Transforms.
     "Transformed", "TransformedWithState", "transform", "transform_with_state",
