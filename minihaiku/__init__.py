@@ -15,6 +15,7 @@ from minihaiku import (
     sharding,  # noqa: F401  (mh.sharding)
 )
 from minihaiku._cost import CostReport, ModuleCost, cost
+from minihaiku._export import export
 from minihaiku.errors import (
     CheckpointError,
     CheckpointNotFoundError,
@@ -89,5 +90,5 @@ __all__ = [
     # Interceptors.
     "custom_creator", "custom_getter", "custom_setter", "intercept_methods",
     # Tools.
-    "summary", "cost", "CostReport", "ModuleCost",
+    "summary", "cost", "CostReport", "ModuleCost", "export",
 ]
