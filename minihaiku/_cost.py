@@ -17,6 +17,7 @@ from typing import Any
 import jax
 
 from minihaiku import _cost_plot, _jaxpr_walk, _memory, config, errors
+from minihaiku._units import bytes_text, count_text
 from minihaiku.transform import Transformed, TransformedWithState, transform_with_state
 
 _OUTSIDE = "(outside modules)"
@@ -126,7 +127,7 @@ def cost(f: Callable[..., Any], *args: Any, memory: bool = False, plot: str | No
             closed = jax.make_jaxpr(fn)(*fargs)
     report = _report(closed.jaxpr, params)
     if memory:
-        report.peak_bytes = _memory.peak_bytes(closed, _donated(f, args, kwargs))
+        report.peak_bytes = _memory.peakbytes_text(closed, _donated(f, args, kwargs))
     if plot is not None:
         _cost_plot.save(report, plot)
     return report
@@ -249,9 +250,9 @@ def _table(report: CostReport) -> str:
     columns = ("Module", "Method", "Runs", "FLOPs", "FLOPs/run", "%", "Params", "Activations")
     total = report.flops or 1
     rows = [{"Module": r.module, "Method": r.method, "Runs": str(r.runs),
-             "FLOPs": _si(r.flops), "FLOPs/run": _si(r.flops // max(r.runs, 1)),
-             "%": f"{100 * r.flops / total:.1f}", "Params": _bytes(r.param_bytes),
-             "Activations": _bytes(r.activation_bytes)} for r in report.modules]
+             "FLOPs": count_text(r.flops), "FLOPs/run": count_text(r.flops // max(r.runs, 1)),
+             "%": f"{100 * r.flops / total:.1f}", "Params": bytes_text(r.param_bytes),
+             "Activations": bytes_text(r.activation_bytes)} for r in report.modules]
     widths = {c: max([len(c)] + [len(r[c]) for r in rows]) for c in columns}
     left = ("Module", "Method")
 
@@ -261,29 +262,12 @@ def _table(report: CostReport) -> str:
 
     lines = [line({c: c for c in columns}), line({c: "-" * widths[c] for c in columns})]
     lines += [line(r) for r in rows]
-    lines.append(f"Total: {_si(report.flops)} FLOPs ({report.flops:,}), "
-                 f"{_si(report.transcendentals)} transcendentals, params "
-                 f"{_bytes(report.param_bytes)}, activations {_bytes(report.activation_bytes)}")
+    lines.append(f"Total: {count_text(report.flops)} FLOPs ({report.flops:,}), "
+                 f"{count_text(report.transcendentals)} transcendentals, params "
+                 f"{bytes_text(report.param_bytes)}, activations "
+                 f"{bytes_text(report.activation_bytes)}")
     if report.peak_bytes is not None:
-        lines.append(f"Predicted peak device memory: {_bytes(report.peak_bytes)}")
+        lines.append(f"Predicted peak device memory: {bytes_text(report.peak_bytes)}")
     if report.while_loops:
         lines.append(f"Note: {report.while_loops} while loop(s): each body counted once.")
     return "\n".join(lines)
-
-
-def _si(n: int) -> str:
-    for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= size:
-            return f"{n / size:.2f} {unit}"
-    return str(n)
-
-
-def _bytes(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    size = n / 1024
-    for unit in ("KiB", "MiB", "GiB"):
-        if size < 1024:
-            return f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
