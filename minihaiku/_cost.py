@@ -127,7 +127,7 @@ def cost(f: Callable[..., Any], *args: Any, memory: bool = False, plot: str | No
             closed = jax.make_jaxpr(fn)(*fargs)
     report = _report(closed.jaxpr, params)
     if memory:
-        report.peak_bytes = _memory.peakbytes_text(closed, _donated(f, args, kwargs))
+        report.peak_bytes = _memory.peak_bytes(closed, _donated(f, args, kwargs))
     if plot is not None:
         _cost_plot.save(report, plot)
     return report
