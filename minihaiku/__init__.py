@@ -16,6 +16,23 @@ from minihaiku import (
 )
 from minihaiku._cost import CostReport, ModuleCost, cost
 from minihaiku._export import export
+from minihaiku._lift import LiftWithStateUpdater, lift, lift_with_state
+from minihaiku._multi_transform import (
+    MultiTransformed,
+    MultiTransformedWithState,
+    multi_transform,
+    multi_transform_with_state,
+)
+from minihaiku._summary import summary
+from minihaiku._transform import (
+    Transformed,
+    TransformedWithState,
+    inside_transform,
+    running_init,
+    transform,
+    transform_with_state,
+    without_apply_rng,
+)
 from minihaiku.errors import (
     CheckpointError,
     CheckpointNotFoundError,
@@ -44,28 +61,11 @@ from minihaiku.interceptors import (
     custom_setter,
     intercept_methods,
 )
-from minihaiku.lift import lift
 from minihaiku.module import Module, module_method
-from minihaiku.multi_transform import (
-    MultiTransformed,
-    MultiTransformedWithState,
-    multi_transform,
-    multi_transform_with_state,
-)
 from minihaiku.params import get_param
 from minihaiku.rng import PRNGSequence, maybe_next_rng_key, next_rng_key, next_rng_keys, with_rng
 from minihaiku.scopes import name_scope, to_module
 from minihaiku.state import get_state, set_state
-from minihaiku.summary import summary
-from minihaiku.transform import (
-    Transformed,
-    TransformedWithState,
-    inside_transform,
-    running_init,
-    transform,
-    transform_with_state,
-    without_apply_rng,
-)
 
 __version__ = "0.1.0"
 
@@ -83,6 +83,7 @@ __all__ = [
     "Transformed", "TransformedWithState", "transform", "transform_with_state",
     "without_apply_rng", "running_init", "inside_transform", "MultiTransformed",
     "MultiTransformedWithState", "multi_transform", "multi_transform_with_state", "lift",
+    "lift_with_state", "LiftWithStateUpdater",
     # Modules, params, state, keys.
     "Module", "module_method", "to_module", "name_scope", "get_param", "get_state", "set_state",
     "PRNGSequence", "next_rng_key", "next_rng_keys", "maybe_next_rng_key",

@@ -17,8 +17,8 @@ from typing import Any
 import jax
 
 from minihaiku import _cost_plot, _jaxpr_walk, _memory, config, errors
+from minihaiku._transform import Transformed, TransformedWithState, transform_with_state
 from minihaiku._units import bytes_text, count_text
-from minihaiku.transform import Transformed, TransformedWithState, transform_with_state
 
 _OUTSIDE = "(outside modules)"
 _MODULE = re.compile(r"[A-Za-z_]\w*_\d+")

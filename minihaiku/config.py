@@ -8,14 +8,15 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from minihaiku import _hooks, errors
+from minihaiku import errors
+from minihaiku import interceptors as hooks_lib
 
 # Whether each module method runs under `jax.named_scope(<its path>)` while
-# traced (eager calls never pay for it). Off by default: see
-# docs/guides/interceptors.md for the measured cost.
-profiler_names = False
+# traced. On by default: frames decide it once when pushed, so eager calls
+# never pay for it (see docs/guides/interceptors.md for the measured cost).
+profiler_names = True
 
-_SWITCHES = {"profiler_names": _hooks.set_profiler_names}
+_SWITCHES = {"profiler_names": hooks_lib.set_profiler_names}
 
 
 def update(name: str, value: Any) -> None:

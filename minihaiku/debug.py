@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 
 from minihaiku import errors
+from minihaiku._transform import Transformed, TransformedWithState, running_init
 from minihaiku.interceptors import custom_getter, intercept_methods
-from minihaiku.transform import Transformed, TransformedWithState, running_init
 
 
 @dataclasses.dataclass

@@ -1,19 +1,25 @@
 """The frame stack: what a transformed function is doing right now.
 
 A :class:`Frame` is pushed when ``init`` or ``apply`` starts running the
-user's function and popped when it returns or raises. It holds the params and
-state being read or created, the key sequence, whether we are initialising,
-and the naming scope of the module method running. The stack is thread-local,
-so transforms running in different threads never see each other's frames.
+user's function and popped when it returns or raises (:func:`running`, the
+one frame runner used by the transforms, the lifted transforms and
+``multi_transform``). It holds the params and state being read or created,
+the key sequence, whether we are initialising, the naming scope of the module
+method running, and the interceptors in force. The stack is thread-local, so
+transforms running in different threads never see each other's frames; it is
+one of the library's two thread-local stores (the other: the eager cache's
+switch).
 """
 
+import contextlib
 import os
 import sys
 import threading
 import types
+from collections.abc import Iterator
 from typing import Any
 
-from jax.extend.core import get_opaque_trace_state
+from jax.extend.core import find_top_trace, get_opaque_trace_state
 
 from minihaiku import errors
 
@@ -30,23 +36,31 @@ class Frame:
       allow_state: ``False`` under ``mh.transform``.
       scope: the path prefix of the module method running, e.g. ``~/MLP_0/__call__``.
       counters: module name -> instances built so far in this method call.
+      owner: the path state entries go under: the module whose method runs
+        (``~/MLP_0``: state belongs to the module, as in Haiku, whichever of
+        its methods reads or writes it), plus any ``name_scope`` inside it.
       trace: the JAX trace this frame was pushed in; touching params, state or
         keys from another trace means a raw JAX transform is in between.
-      run: identifies one call of ``init`` or ``apply``. The frames a lifted
-        transform pushes inside it pass the outer frame's ``run`` on, so they
+      run_id: identifies one call of ``init`` or ``apply``. The frames a lifted
+        transform pushes inside it pass the outer frame's ``run_id`` on, so they
         belong to the same run; a module built in one run may be called only
         in that run.
       init_owner: the module whose ``__init__`` is running (its submodules
         go under ``<path>/__init__``), or ``None``.
+      hooks: the interceptors in force (a ``minihaiku.interceptors.Hooks``),
+        or ``None``: then every access takes the plain fast path.
+      axes: path -> logical axes of the params created with ``axes=`` in this
+        run (creation metadata, shared by the run's lifted frames).
     """
 
     __slots__ = ("params", "state", "initial_state", "rng", "is_init",
-                 "allow_state", "scope", "counters", "trace", "run",
-                 "init_owner")
+                 "allow_state", "scope", "owner", "counters", "trace", "run_id",
+                 "init_owner", "hooks", "axes")
 
     def __init__(self, params: Any, state: Any, rng: Any, is_init: bool, allow_state: bool,
                  scope: str = "~", counters: dict | None = None,
-                 run: object | None = None):
+                 run_id: "RunId | None" = None, owner: str | None = None,
+                 hooks: Any = None, axes: dict | None = None):
         self.params = params
         self.state = state
         self.initial_state: dict = {}
@@ -54,13 +68,16 @@ class Frame:
         self.is_init = is_init
         self.allow_state = allow_state
         self.scope = scope
+        self.owner = scope if owner is None else owner
         self.counters = {} if counters is None else counters
         self.trace = get_opaque_trace_state()
-        self.run = Run() if run is None else run
+        self.run_id = RunId() if run_id is None else run_id
         self.init_owner = None
+        self.hooks = hooks
+        self.axes = {} if axes is None else axes
 
 
-class Run:
+class RunId:
     """The identity of one call of ``init`` or ``apply`` (compared with ``is``)."""
 
     __slots__ = ()
@@ -69,6 +86,9 @@ class Run:
 class _Stack(threading.local):
     def __init__(self):
         self.frames: list = []
+        # One list per active `observing()` block: the transform runs that
+        # finish directly inside it.
+        self.observers: list = []
 
 
 _STACK = _Stack()
@@ -152,13 +172,47 @@ def _raw_transform() -> tuple:
     return found or _UNKNOWN_RAW
 
 
-def push(frame: Frame) -> None:
-    """Pushes ``frame``; always pair with :func:`pop` in ``try/finally``."""
-    _STACK.frames.append(frame)
+def is_eager() -> bool:
+    """Whether nothing is tracing here: JAX would compute each op at once.
+
+    Relies on JAX naming its innermost trace ``EvalTrace`` when nothing
+    traces; ``tests/test_frame.py`` fails loudly if a JAX upgrade changes that.
+    """
+    return type(find_top_trace(())).__name__ == "EvalTrace"
 
 
-def pop(frame: Frame) -> Any:
-    """Pops ``frame``, which must be the innermost one."""
-    popped = _STACK.frames.pop()
-    assert popped is frame, "minihaiku frame stack out of order"
-    return popped
+@contextlib.contextmanager
+def running(frame: Frame, observed: bool = False) -> Iterator[Frame]:
+    """Pushes ``frame`` for the block and pops it however the block ends.
+
+    With ``observed`` (a transform's own run, not a lifted one), the frame is
+    handed, once popped, to the innermost :func:`observing` block that is
+    open at this depth of the stack.
+    """
+    stack = _STACK.frames
+    stack.append(frame)
+    try:
+        yield frame
+    finally:
+        popped = stack.pop()
+        assert popped is frame, "minihaiku frame stack out of order"
+    observers = _STACK.observers
+    if observed and observers and observers[-1][0] == len(stack):
+        observers[-1][1].append(frame)
+
+
+@contextlib.contextmanager
+def observing() -> Iterator[list]:
+    """Yields a list that receives the frame of every transform run finished in the block.
+
+    Only runs started directly in the block count, not runs nested in them
+    (a lifted model's own ``init``): ``mh.lift`` and the shape-only init use
+    it to read what a run recorded besides its params (logical axes).
+    """
+    found: list = []
+    observers = _STACK.observers
+    observers.append((len(_STACK.frames), found))
+    try:
+        yield found
+    finally:
+        observers.pop()

@@ -5,17 +5,19 @@ scope of the module method running at that moment (``~`` at top level); ``n``
 counts instances of that name within one call of that method. While one of
 its methods runs, the scope is ``<where it was built>/<module name>/<method>``;
 while its ``__init__`` runs, ``<where it was built>/<module name>/__init__``.
-A module belongs to the run of ``init``/``apply`` that built it.
+A module belongs to the run of ``init``/``apply`` that built it. State
+entries belong to the module: while any of its methods runs, ``get_state``
+and ``set_state`` use ``<where it was built>/<module name>/<name>``.
 """
 
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from minihaiku import _hooks, checks, errors
+from minihaiku import checks, errors
 from minihaiku import frame as frame_lib
-from minihaiku.frame import _STACK
+from minihaiku import interceptors as hooks_lib
 
 F = TypeVar("F", bound=Callable)
 
@@ -46,24 +48,25 @@ def module_method(f: F) -> F:
     def wrapped(self, *args, **kwargs):
         frame = frame_lib.current_frame(caller)
         try:
-            path, run = self._mh_path, self._mh_run
+            path, run_id = self._mh_path, self._mh_run_id
         except AttributeError:
             raise _no_init_error(self) from None
-        if run is not frame.run:
+        if run_id is not frame.run_id:
             raise _reuse_error(self, method_name)
         scope = f"{path}/{method_name}"
-        outer_scope, outer_counters = frame.scope, frame.counters
+        outer_scope, outer_counters, outer_owner = frame.scope, frame.counters, frame.owner
         if scope == outer_scope:
             # Re-entering the same method (super().__call__, recursion) keeps
             # counting, so submodules built on both levels stay distinct.
             return f(self, *args, **kwargs)
-        frame.scope, frame.counters = scope, {}
+        frame.scope, frame.counters, frame.owner = scope, {}, path
         try:
-            if _hooks.METHODS:
-                return _hooks.call_method(f, self, method_name, args, kwargs)
+            hooks = frame.hooks
+            if hooks is not None:
+                return hooks_lib.call_method(hooks, f, self, method_name, args, kwargs)
             return f(self, *args, **kwargs)
         finally:
-            frame.scope, frame.counters = outer_scope, outer_counters
+            frame.scope, frame.counters, frame.owner = outer_scope, outer_counters, outer_owner
 
     return _tag(wrapped, "_mh_wrapped")
 
@@ -76,10 +79,10 @@ def _tag(fn: Callable, flag: str) -> Any:
 
 def _method_scope(module: Any, frame: Any, method_name: str) -> str:
     try:
-        path, run = module._mh_path, module._mh_run
+        path, run_id = module._mh_path, module._mh_run_id
     except AttributeError:
         raise _no_init_error(module) from None
-    if run is not frame.run:
+    if run_id is not frame.run_id:
         raise _reuse_error(module, method_name)
     return f"{path}/{method_name}"
 
@@ -101,15 +104,15 @@ def _generator_method(f: Callable, method_name: str, caller: str) -> Callable:
         sent, thrown = None, None
         while True:
             frame = frame_lib.current_frame(caller)
-            outer_scope, outer_counters = frame.scope, frame.counters
-            if scope != outer_scope:
-                frame.scope, frame.counters = scope, counters
+            outer = frame.scope, frame.counters, frame.owner
+            if scope != outer[0]:
+                frame.scope, frame.counters, frame.owner = scope, counters, self._mh_path
             try:
                 value = gen.send(sent) if thrown is None else gen.throw(thrown)
             except StopIteration as stop:
                 return stop.value
             finally:
-                frame.scope, frame.counters = outer_scope, outer_counters
+                frame.scope, frame.counters, frame.owner = outer
             sent, thrown = None, None
             try:
                 sent = yield value
@@ -181,19 +184,20 @@ def _scoped_init(init: Callable, post_init: bool = False) -> Callable:
 
     @functools.wraps(init)
     def wrapped(self, *args, **kwargs):
-        stack = _STACK.frames
+        stack = frame_lib.frames()
         if not stack:  # Let Module.__init__ (or a subclass) say what is wrong.
             return init(self, *args, **kwargs)
         frame = stack[-1]
-        owner = frame.init_owner
-        if owner is self:
+        init_owner = frame.init_owner
+        if init_owner is self:
             return init(self, *args, **kwargs)
-        scope, counters = frame.scope, frame.counters
+        scope, counters, owner = frame.scope, frame.counters, frame.owner
         frame.init_owner = self
         try:
             init(self, *args, **kwargs)
         finally:
-            frame.scope, frame.counters, frame.init_owner = scope, counters, owner
+            frame.scope, frame.counters, frame.owner = scope, counters, owner
+            frame.init_owner = init_owner
         if post_init and "_mh_path" not in self.__dict__:
             # A dataclass whose __post_init__ did not call super().__post_init__():
             # name it now, in the caller's scope.
@@ -204,6 +208,11 @@ def _scoped_init(init: Callable, post_init: bool = False) -> Callable:
 
 class Module:
     """Base class of minihaiku modules.
+
+    Attributes:
+      keeps_float32: set ``True`` on a class whose math needs float32 whatever
+        the enclosing precision policy (norms: their statistics); policies
+        then leave it in float32 unless one names it.
 
     ``__call__``, every public method and every public property are module
     methods automatically. Submodules built in ``__init__`` (after
@@ -219,6 +228,8 @@ class Module:
 
       f = mh.transform(lambda x: Scale()(x))   # param '~/Scale_0/__call__/s'
     """
+
+    keeps_float32: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -249,11 +260,11 @@ class Module:
         counters[base] = n + 1
         self.module_name = module_name = f"{base}_{n}"
         self._mh_path = path = f"{frame.scope}/{module_name}"
-        self._mh_run = frame.run
+        self._mh_run_id = frame.run_id
         if frame.init_owner is self:
             # The rest of the subclass's __init__ builds submodules under it;
             # its wrapper (_scoped_init) restores the caller's scope afterwards.
-            frame.scope, frame.counters = f"{path}/__init__", {}
+            frame.scope, frame.counters, frame.owner = f"{path}/__init__", {}, path
 
     def __post_init__(self):
         """Names a ``@dataclasses.dataclass`` module (from its ``name`` field)."""

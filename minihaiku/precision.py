@@ -9,35 +9,45 @@ inside it (submodules included) are stored in the param dtype and read cast
 to the compute dtype. Submodules without a policy of their own inherit the
 enclosing policy for their params, and leave their inputs and outputs alone.
 
-Normalisation layers (``BatchNorm``, ``LayerNorm``) inside a module with a
+Modules that declare ``keeps_float32`` (the norms: their statistics lose too
+much in bfloat16, Haiku's mixed-precision practice) inside a module with a
 policy keep float32 params and compute in float32, returning the enclosing
-compute dtype, unless a policy is set for them explicitly: their statistics
-lose too much in bfloat16 (Haiku's mixed-precision practice).
+compute dtype, unless a policy is set for them explicitly.
+
+Policies plug into the core's one interceptor pipeline
+(:func:`minihaiku.interceptors.register`): a param-dtype rule (so a param is
+created in, and checked against, its policy's dtype), a getter and a method
+interceptor. They never touch a param outside a module with a policy.
 """
 
+import functools
 import re
-import threading
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from minihaiku import _hooks, errors, nn
+from minihaiku import errors
+from minihaiku import interceptors as hooks_lib
 from minihaiku.module import Module
 
-_NORMS = tuple(c for c in (getattr(nn, n, None) for n in (
-    "BatchNorm", "LayerNorm", "GroupNorm", "RMSNorm", "InstanceNorm")) if c is not None)
 _KEYS = {"params": "param_dtype", "compute": "compute_dtype", "output": "output_dtype"}
 
 
 def _dtype(value: Any, where: str) -> np.dtype:
     try:
-        return jnp.dtype(value)
+        dtype = jnp.dtype(value)
     except TypeError:
         raise errors.InvalidArgumentError(
             f"{where}: {value!r} is not a dtype. Fix: use e.g. 'float32', "
             "'bfloat16', 'float16' or jnp.bfloat16.") from None
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise errors.InvalidArgumentError(
+            f"{where}: {dtype.name} is not a floating dtype; a policy only changes "
+            "floating params and computations. Fix: use e.g. 'float32', 'bfloat16' "
+            "or 'float16' (quantise with a custom_getter instead).")
+    return dtype
 
 
 class Policy:
@@ -103,7 +113,16 @@ def _as_policy(policy: Policy | str) -> Policy:
 
 
 def _check_target(target: Any) -> None:
-    if isinstance(target, str) or (isinstance(target, type) and issubclass(target, Module)):
+    if isinstance(target, type) and issubclass(target, Module):
+        return
+    if isinstance(target, str):
+        try:
+            re.compile(target)
+        except re.error as e:
+            raise errors.InvalidArgumentError(
+                f"mh.precision: target {target!r} is not a valid regex ({e}). Fix: "
+                "escape special characters, e.g. re.escape('~/enc(1)'), or pass a "
+                "mh.Module subclass.") from None
         return
     raise errors.InvalidArgumentError(
         f"mh.precision: target must be a mh.Module subclass or a regex searched in "
@@ -115,10 +134,12 @@ def set_policy(target: type | str, policy: Policy | str | None) -> None:
     """Attaches ``policy`` to a ``Module`` subclass or a module-path regex.
 
     Policies are global (all threads, all transforms); set them before
-    tracing, since a jitted function keeps what it was traced with.
+    tracing, since a jitted function keeps what it was traced with, and a
+    run in progress keeps the policies it started with.
     ``policy=None`` removes the target's policy. A path regex is searched in
     the module's path (``~/MLP_0/__call__/Linear_1``) and wins over a class
-    policy; of several matching regexes, the last set wins.
+    policy; of several matching regexes, the last set wins. A bad target or
+    policy is refused before anything changes.
 
     Example::
 
@@ -126,11 +147,12 @@ def set_policy(target: type | str, policy: Policy | str | None) -> None:
       mh.precision.clear_policies()
     """
     _check_target(target)
+    checked = None if policy is None else _as_policy(policy)
     table = _PATHS if isinstance(target, str) else _CLASSES
     table.pop(target, None)
-    if policy is not None:
-        policy = _as_policy(policy)
-        table[target] = (re.compile(target), policy) if isinstance(target, str) else policy
+    if checked is not None:
+        table[target] = (re.compile(target), checked) if isinstance(target, str) else checked
+    _own_policy.cache_clear()
     _register(bool(_CLASSES or _PATHS))
 
 
@@ -147,27 +169,31 @@ def clear_policies() -> None:
     """Removes every policy."""
     _CLASSES.clear()
     _PATHS.clear()
+    _own_policy.cache_clear()
     _register(False)
 
 
-def _own_policy(module: Any) -> Policy | None:
-    path = module._mh_path
+@functools.lru_cache(maxsize=4096)
+def _own_policy(cls: type, path: str) -> Policy | None:
     for regex, policy in reversed(list(_PATHS.values())):
         if regex.search(path):
             return policy
-    for cls in type(module).__mro__:
-        policy = _CLASSES.get(cls)
+    for c in cls.__mro__:
+        policy = _CLASSES.get(c)
         if policy is not None:
             return policy
     return None
 
 
-class _Local(threading.local):
-    def __init__(self):
-        self.policies: list = []  # the policy in force in each running method
-
-
-_LOCAL = _Local()
+def _policies() -> tuple:
+    """(policy in force, own policy of the innermost module) for the running method."""
+    policy = own = None
+    for module, _ in hooks_lib.running_methods():
+        own = _own_policy(type(module), module.module_path)  # type: ignore[arg-type]
+        if own is None and policy is not None and module.keeps_float32:
+            own = Policy(jnp.float32, jnp.float32, policy.compute_dtype)
+        policy = own or policy
+    return policy, own
 
 
 def _floating(x: Any) -> bool:
@@ -180,40 +206,31 @@ def _cast(tree, dtype):
 
 
 def _method(method, args, kwargs, ctx):
-    stack = _LOCAL.policies
-    outer = stack[-1] if stack else None
-    own = _own_policy(ctx.module)
-    if own is None and outer is not None and isinstance(ctx.module, _NORMS):
-        own = Policy(jnp.float32, jnp.float32, outer.compute_dtype)
-    stack.append(own or outer)
-    try:
-        if own is None:
-            return method(*args, **kwargs)
-        args, kwargs = _cast((args, kwargs), own.compute_dtype)
-        return _cast(method(*args, **kwargs), own.output_dtype)
-    finally:
-        stack.pop()
+    own = _policies()[1]
+    if own is None:
+        return method(*args, **kwargs)
+    args, kwargs = _cast((args, kwargs), own.compute_dtype)
+    return _cast(method(*args, **kwargs), own.output_dtype)
 
 
-def _creator(next_creator, shape, dtype, init, ctx):
-    stack = _LOCAL.policies
-    if stack and stack[-1] is not None and jnp.issubdtype(dtype, jnp.floating):
-        dtype = stack[-1].param_dtype
-    return next_creator(shape, dtype, init)
+def _param_dtype(dtype, ctx):
+    policy = _policies()[0]
+    if policy is not None and jnp.issubdtype(dtype, jnp.floating):
+        return policy.param_dtype
+    return dtype
 
 
 def _getter(next_getter, value, ctx):
-    stack = _LOCAL.policies
-    policy = stack[-1] if stack else None
+    policy = _policies()[0]
     if policy is not None and _floating(value) and value.dtype != policy.compute_dtype:
         value = value.astype(policy.compute_dtype)
     return next_getter(value)
 
 
 def _register(on: bool) -> None:
-    for kind, fn in (("methods", _method), ("param_creators", _creator),
+    for kind, fn in (("methods", _method), ("param_dtypes", _param_dtype),
                      ("param_getters", _getter)):
         if on:
-            _hooks.register_global(kind, fn)
+            hooks_lib.register(kind, fn)
         else:
-            _hooks.unregister_global(kind, fn)
+            hooks_lib.unregister(kind, fn)

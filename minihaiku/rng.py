@@ -126,8 +126,6 @@ class PRNGSequence(Iterator[jax.Array]):
             self._used += 1
             return key
 
-    next = __next__
-
     def snapshot(self) -> tuple:
         """``(key, pending keys)``: the arrays that fix every future draw.
 

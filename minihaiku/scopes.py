@@ -12,6 +12,9 @@ from minihaiku import module as module_lib
 def name_scope(name: str) -> Iterator[None]:
     """Adds the path segment ``name`` to params, state and modules made inside.
 
+    Inside a module method, state goes to ``<module path>/<name>/...``
+    (state belongs to the module, not to its method).
+
     Modules built in the block are counted per scope: entering the same name
     scope again in the same method call continues the count (``Linear_1``
     after ``Linear_0``), so two blocks never share a module's params by
@@ -29,16 +32,16 @@ def name_scope(name: str) -> Iterator[None]:
     """
     frame = frame_lib.current_frame("mh.name_scope")
     checks.check_name("Name scope", name, f"in '{frame.scope}'")
-    scope, counters = frame.scope, frame.counters
+    scope, counters, owner = frame.scope, frame.counters, frame.owner
     key = ("name_scope", name)
     # Copy on entry, store a new dict on exit: lifted transforms copy the
     # counters shallowly per trace, so a stored dict must never be mutated.
     inner = dict(counters.get(key, ()))
-    frame.scope, frame.counters = f"{scope}/{name}", inner
+    frame.scope, frame.counters, frame.owner = f"{scope}/{name}", inner, f"{owner}/{name}"
     try:
         yield
     finally:
-        frame.scope, frame.counters = scope, counters
+        frame.scope, frame.counters, frame.owner = scope, counters, owner
         counters[key] = dict(inner)
 
 

@@ -1,4 +1,11 @@
-"""``get_state`` / ``set_state``: values that ``apply`` returns updated."""
+"""``get_state`` / ``set_state``: values that ``apply`` returns updated.
+
+A state entry belongs to the module whose method touches it, as in Haiku:
+its path is ``<module path>/<name>`` (``~/Codebook_0/v``), the same from every
+method of that module, so one method (or property) may read what another
+writes. Outside any module it is ``<scope>/<name>``. Reads and writes go
+through the same pipeline as params (:mod:`minihaiku.interceptors`).
+"""
 
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -6,15 +13,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from minihaiku import _hooks, checks, errors
+from minihaiku import checks, errors
 from minihaiku import frame as frame_lib
+from minihaiku import interceptors as hooks_lib
+from minihaiku.params import checked_creation
 
 StateInitializer = Callable[[Sequence[int], Any], jax.Array]
 
 
 def _state_frame(caller: str, name: str) -> tuple[frame_lib.Frame, str]:
     frame = frame_lib.current_frame(caller)
-    path = f"{frame.scope}/{name}"
+    path = f"{frame.owner}/{name}"
     frame_lib.check_trace(frame, caller, path)
     if not frame.allow_state:
         raise errors.StateNotAllowedError(
@@ -46,32 +55,50 @@ def get_state(name: str, shape: Sequence[int] | None = None,
         mh.set_state("count", count + 1)
         return count
     """
-    if _hooks.PARAMS and not _hooks.LOCAL.bypass:
-        return _hooks.get_state(get_state, name, shape, dtype, init)
     frame, path = _state_frame("mh.get_state", name)
     if shape is not None and type(shape) is not tuple:
         shape = checks.as_shape(shape, "State", path)
+    hooks = frame.hooks
     value = frame.state.get(path)
     if value is None:
-        if not frame.is_init:
-            raise _missing(path, shape, frame)
-        if init is None or shape is None:
-            raise errors.InvalidArgumentError(
-                f"State '{path}' does not exist yet and get_state has no "
-                f"{'init' if init is None else 'shape'} to create it. Fix: "
-                "call e.g. mh.get_state(name, shape, dtype, init=jnp.zeros), "
-                "or mh.set_state(name, value) first.")
-        checks.check_name("State", name, f"path '{path}'")
+        value = _created(frame, path, name, shape, dtype, init, hooks)
+    elif shape is not None or not hasattr(value, "shape"):
+        checks.check_value("State", path, value, shape, dtype,
+                           "Request the shape and dtype it was made with.")
+    if hooks is not None and hooks.state_getters:
+        return hooks_lib.get(hooks.state_getters, value, hooks.context(path, name))
+    return value
+
+
+def _created(frame: frame_lib.Frame, path: str, name: str, shape: tuple | None,
+             dtype: Any, init: StateInitializer | None,
+             hooks: hooks_lib.Hooks | None) -> jax.Array:
+    """Creates, checks and stores a missing state entry (init only)."""
+    if not frame.is_init:
+        raise _missing(path, shape, frame)
+    if init is None or shape is None:
+        raise errors.InvalidArgumentError(
+            f"State '{path}' does not exist yet and get_state has no "
+            f"{'init' if init is None else 'shape'} to create it. Fix: "
+            "call e.g. mh.get_state(name, shape, dtype, init=jnp.zeros), "
+            "or mh.set_state(name, value) first.")
+    checks.check_name("State", name, f"path '{path}'")
+
+    def create(shape, dtype, init):
         value = _create(path, init, shape, dtype)
         checks.check_value("The initializer of state", path, value, shape,
                            dtype, "Fix the initializer to return an array of "
                            "the shape and dtype asked.")
-        frame.state[path] = value
-        frame.initial_state[path] = value
         return value
-    if shape is not None or not hasattr(value, "shape"):
-        checks.check_value("State", path, value, shape, dtype,
-                           "Request the shape and dtype it was made with.")
+
+    if hooks is not None and hooks.state_creators:
+        value = hooks_lib.chain(hooks.state_creators, hooks.context(path, name),
+                                create)(shape, dtype, init)
+        checked_creation("state", path, value, shape, dtype)
+    else:
+        value = create(shape, dtype, init)
+    frame.state[path] = value
+    frame.initial_state[path] = value
     return value
 
 
@@ -92,9 +119,16 @@ def set_state(name: str, value: Any) -> None:
     ``value`` as its initial value. In ``apply`` the entry must exist and keep
     its shape and dtype.
     """
-    if _hooks.PARAMS and not _hooks.LOCAL.bypass:
-        return _hooks.set_state(set_state, name, value)
     frame, path = _state_frame("mh.set_state", name)
+    hooks = frame.hooks
+    if hooks is not None and hooks.setters:
+        hooks_lib.chain(hooks.setters, hooks.context(path, name),
+                        lambda value: _write(frame, path, name, value))(value)
+    else:
+        _write(frame, path, name, value)
+
+
+def _write(frame: frame_lib.Frame, path: str, name: str, value: Any) -> None:
     if not hasattr(value, "shape"):
         try:
             value = jnp.asarray(value)
@@ -110,11 +144,16 @@ def set_state(name: str, value: Any) -> None:
         checks.check_name("State", name, f"path '{path}'")
         frame.initial_state[path] = value
     else:
-        if not hasattr(old, "shape"):
-            checks.check_value("State", path, old, None, None, "")
         # Checked in init too, so a change apply would refuse fails at once.
-        checks.check_value(
-            "State", path, value, old.shape, old.dtype,
-            f"set_state must keep the stored shape {tuple(old.shape)} and dtype "
-            f"{old.dtype}; cast with .astype or reshape.")
+        check_update(path, old, value)
     frame.state[path] = value
+
+
+def check_update(path: str, old: Any, value: Any) -> None:
+    """Refuses a new value for state ``path`` unless it keeps ``old``'s shape and dtype."""
+    if not hasattr(old, "shape"):
+        checks.check_value("State", path, old, None, None, "")
+    checks.check_value(
+        "State", path, value, old.shape, old.dtype,
+        f"set_state must keep the stored shape {tuple(old.shape)} and dtype "
+        f"{old.dtype}; cast with .astype or reshape.")

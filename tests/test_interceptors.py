@@ -12,7 +12,8 @@ import numpy as np
 from absl.testing import absltest, parameterized
 
 import minihaiku as mh
-from minihaiku import _hooks, interceptors
+from minihaiku import frame as frame_lib
+from minihaiku import interceptors
 
 normal = jax.nn.initializers.normal(1.0)
 zeros = jax.nn.initializers.zeros
@@ -439,15 +440,22 @@ class ScopeTest(absltest.TestCase):
             mh.transform(f).init(None)
 
     def test_hooks_switch_off_after_the_block_even_on_error(self):
+        seen = []
+
         def f():
             with mh.custom_getter(lambda nxt, v, ctx: nxt(v)):
-                self.assertTrue(_hooks.PARAMS)
+                seen.append(frame_lib.frames()[-1].hooks)
                 raise KeyError("boom")
+
+        def g():
+            seen.append(frame_lib.frames()[-1].hooks)
+            return mh.nn.Linear(2)(jnp.ones((1, 2)))
 
         with self.assertRaises(KeyError):
             mh.transform(f).init(None)
-        self.assertFalse(_hooks.PARAMS)
-        self.assertFalse(_hooks.METHODS)
+        mh.transform(g).init(0)
+        self.assertIsNotNone(seen[0])
+        self.assertIsNone(seen[1])  # an eager run with nothing registered: the fast path
 
     def test_other_threads_do_not_see_this_threads_interceptors(self):
         inside, results = threading.Event(), {}

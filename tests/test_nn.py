@@ -311,7 +311,7 @@ class BatchNormTest(absltest.TestCase):
         x = _randn(0, [32, 5]) + 3
         params, state = f.init(_KEY, x, True)
         _, state = f.apply(params, state, None, x, True)
-        np.testing.assert_allclose(state["~/BatchNorm_0/__call__/moving_mean"], x.mean(0),
+        np.testing.assert_allclose(state["~/BatchNorm_0/moving_mean"], x.mean(0),
                                    rtol=1e-4)
 
     def test_eval_in_init_creates_all_state(self):
@@ -327,8 +327,8 @@ class BatchNormTest(absltest.TestCase):
         out, s1 = jax.jit(lambda p, s, x: f.apply(p, s, None, x, True))(params, state, x)
         out2, s2 = f.apply(params, state, None, x, True)
         np.testing.assert_allclose(out, out2, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(s1["~/BatchNorm_0/__call__/moving_var"],
-                                   s2["~/BatchNorm_0/__call__/moving_var"], rtol=1e-5)
+        np.testing.assert_allclose(s1["~/BatchNorm_0/moving_var"],
+                                   s2["~/BatchNorm_0/moving_var"], rtol=1e-5)
 
     def test_errors(self):
         f = self._transformed()

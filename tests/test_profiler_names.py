@@ -8,7 +8,7 @@ import numpy as np
 from absl.testing import absltest
 
 import minihaiku as mh
-from minihaiku import _hooks
+from minihaiku import frame as frame_lib
 
 X = jnp.ones((2, 5))
 KEY = jax.random.PRNGKey(0)
@@ -27,12 +27,20 @@ def mlp_apply():
 class ProfilerNamesTest(absltest.TestCase):
 
     def tearDown(self):
-        mh.config.update("profiler_names", False)
+        mh.config.update("profiler_names", True)
         super().tearDown()
 
-    def test_off_by_default_and_hooks_idle(self):
-        self.assertFalse(mh.config.profiler_names)
-        self.assertFalse(_hooks.METHODS)
+    def test_on_by_default_and_eager_runs_take_the_fast_path(self):
+        self.assertTrue(mh.config.profiler_names)
+        seen = []
+        mh.transform(lambda: seen.append(frame_lib.frames()[-1].hooks)).init(None)
+        self.assertIsNone(seen[0])
+        params, apply = mlp_apply()
+        names = op_names(jax.jit(apply).lower(params, X).compile().as_text())
+        self.assertTrue([n for n in names if "Linear_0/__call__" in n], names)
+
+    def test_off_leaves_no_names(self):
+        mh.config.update("profiler_names", False)
         params, apply = mlp_apply()
         names = op_names(jax.jit(apply).lower(params, X).compile().as_text())
         self.assertFalse([n for n in names if "Linear_" in n], names)
@@ -56,7 +64,7 @@ class ProfilerNamesTest(absltest.TestCase):
             self.assertTrue(mh.config.profiler_names)
             np.testing.assert_array_equal(apply(params, X), expected)
             np.testing.assert_array_equal(jax.jit(apply)(params, X), expected)
-        self.assertFalse(mh.config.profiler_names)
+        self.assertTrue(mh.config.profiler_names)
 
     def test_names_inside_layer_stack(self):
         mh.config.update("profiler_names", True)
@@ -91,7 +99,7 @@ class ProfilerNamesTest(absltest.TestCase):
             mh.config.update("profile_names", True)
         with self.assertRaisesRegex(mh.InvalidArgumentError, "bool"):
             mh.config.update("profiler_names", 1)
-        self.assertFalse(mh.config.profiler_names)
+        self.assertTrue(mh.config.profiler_names)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from jax.sharding import PartitionSpec as P
 import minihaiku as mh
 
 # `mh.summary` is the function; the module it lives in:
-summary_lib = importlib.import_module("minihaiku.summary")
+summary_lib = importlib.import_module("minihaiku._summary")
 
 
 class Dense(mh.Module):

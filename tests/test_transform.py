@@ -225,12 +225,12 @@ class StateTest(absltest.TestCase):
         init, apply = mh.transform_with_state(lambda x: Acc()(x))
         x = jnp.arange(3.)
         params, state = init(None, x)
-        self.assertEqual(set(state), {"~/Acc_0/__call__/total", "~/Acc_0/__call__/last"})
-        np.testing.assert_array_equal(state["~/Acc_0/__call__/total"], np.zeros(3))
+        self.assertEqual(set(state), {"~/Acc_0/total", "~/Acc_0/last"})
+        np.testing.assert_array_equal(state["~/Acc_0/total"], np.zeros(3))
         out, state = apply(params, state, None, x)
         out, state = apply(params, state, None, 2 * x)
         np.testing.assert_array_equal(out, 2 * x)
-        np.testing.assert_array_equal(state["~/Acc_0/__call__/total"], 3 * x)
+        np.testing.assert_array_equal(state["~/Acc_0/total"], 3 * x)
 
 
 if __name__ == "__main__":

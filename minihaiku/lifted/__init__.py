@@ -3,21 +3,21 @@
 Each function here works in ``init`` and ``apply`` of a transformed function:
 it passes the params, state and a key into the JAX transform, runs the body in
 a frame pushed inside it, and brings the new params and state back out (see
-``_frames.py``). Outside a transform each raises a ``NotInTransformError``
+``_lift.py``). Outside a transform each raises a ``NotInTransformError``
 naming the plain ``jax`` function to use instead. Eagerly, the compiled JAX
 transform is reused across calls (``_eager_cache.py``; off with
 ``eager_cache(False)``).
 """
 
+from minihaiku.lifted._cond import cond, switch
 from minihaiku.lifted._eager_cache import eager_cache
-from minihaiku.lifted.cond import cond, switch
-from minihaiku.lifted.grad import grad, value_and_grad
-from minihaiku.lifted.layer_stack import layer_stack
+from minihaiku.lifted._grad import grad, value_and_grad
+from minihaiku.lifted._layer_stack import layer_stack
+from minihaiku.lifted._remat import remat
+from minihaiku.lifted._scan import scan
+from minihaiku.lifted._vmap import vmap
 from minihaiku.lifted.layer_views import PerLayerState, per_layer, stack, unstack
 from minihaiku.lifted.loops import fori_loop, while_loop
-from minihaiku.lifted.remat import remat
-from minihaiku.lifted.scan import scan
-from minihaiku.lifted.vmap import vmap
 
 __all__ = ["cond", "switch", "layer_stack", "fori_loop", "while_loop", "remat", "scan",
            "vmap", "grad", "value_and_grad", "eager_cache", "unstack", "stack", "per_layer",

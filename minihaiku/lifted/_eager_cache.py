@@ -43,6 +43,8 @@ import jax
 import numpy as np
 from jax.extend import core as jax_core
 
+from minihaiku import frame as frame_lib
+
 _MAX_ENTRIES = 256
 _MAX_BYTES = 1 << 20
 _CACHE: collections.OrderedDict = collections.OrderedDict()  # key -> jitted evaluator
@@ -99,7 +101,7 @@ def run_transform(fn: Callable, *args: Any) -> Any:
     Under an outer JAX transform (e.g. ``jax.jit(apply)``) or with the cache
     off this is just ``fn(*args)``; eagerly, see the module docstring.
     """
-    if not _SETTINGS.enabled or jax.config.jax_disable_jit or not _eager():  # type: ignore[attr-defined]  # jax.config's flags are dynamic attributes, not in its stubs
+    if not _SETTINGS.enabled or jax.config.jax_disable_jit or not frame_lib.is_eager():  # type: ignore[attr-defined]  # jax.config's flags are dynamic attributes, not in its stubs
         return fn(*args)
     # Only arrays become inputs: Python values (a flag for an unmapped vmap
     # argument, say) must reach the function as they are, as without us.
@@ -202,7 +204,3 @@ def _value_key(value: Any, budget: list[int]) -> tuple:
         raise _Unshareable()
     return ("value", array.dtype, array.shape, array.tobytes())
 
-
-def _eager() -> bool:
-    """Whether JAX is evaluating eagerly right now (no transform is tracing)."""
-    return type(jax_core.find_top_trace(())).__name__ == "EvalTrace"

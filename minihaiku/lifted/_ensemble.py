@@ -6,7 +6,7 @@ from typing import Any
 import jax
 
 from minihaiku import errors
-from minihaiku.lifted import _eager_cache, _frames, _keys, _stacked
+from minihaiku.lifted import _eager_cache, _keys, _lift, _stacked
 
 
 def run(lift, f, args, kwargs, axes, out_axes, axis_size, axis_name, split_rng):
@@ -31,8 +31,8 @@ def run(lift, f, args, kwargs, axes, out_axes, axis_size, axis_name, split_rng):
                               _stacked.Slices(state, outer.state, size, where), key,
                               owned=True)
         changed = {p: inner.state[p] for p, v in state.items() if inner.state[p] is not v}
-        return (out, _frames.created(inner.params, params), changed,
-                _frames.created(inner.state, state), _frames.created(inner.initial_state, state))
+        return (out, _lift.created(inner.params, params), changed,
+                _lift.created(inner.state, state), _lift.created(inner.initial_state, state))
 
     def mapped(params, state, key, args, kwargs):
         return jax.vmap(member, in_axes=(0, 0, None) + axes, out_axes=(out_axes, 0, 0, 0, 0),

@@ -9,7 +9,7 @@ itself and crosses JAX transforms as an empty pytree) and raises only when a
 key is actually drawn from it.
 """
 
-from typing import Any, NoReturn
+from typing import Any
 
 import jax
 
@@ -32,11 +32,6 @@ class NoKeys:
         return self
 
     def __next__(self):
-        raise errors.LiftedBodyError(self.message)
-
-    next = __next__
-
-    def take(self, n: int) -> NoReturn:
         raise errors.LiftedBodyError(self.message)
 
     def snapshot(self) -> "NoKeys":

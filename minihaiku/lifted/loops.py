@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from minihaiku import errors
-from minihaiku.lifted import _eager_cache, _frames, _keys
+from minihaiku.lifted import _eager_cache, _keys, _lift
 
 
 def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any],
@@ -24,10 +24,10 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any],
         layer = MyLinear(x.shape[-1])
         return mh.lifted.fori_loop(0, 3, lambda i, x: jnp.tanh(layer(x)), x)
     """
-    lift = _frames.Lift("mh.lifted.fori_loop", "jax.lax.fori_loop")
+    lift = _lift.Lift("mh.lifted.fori_loop", "jax.lax.fori_loop")
     init_key, key = _keys.split_carried_key(lift.draw_key())
     state = lift.init_pass(init_key, lambda: body_fun(
-        jnp.asarray(lower, jnp.result_type(lower, upper)), _frames.as_traced(init_val)))
+        jnp.asarray(lower, jnp.result_type(lower, upper)), _lift.as_traced(init_val)))
     params = lift.outer.params
 
     def step(i, carry):
@@ -58,11 +58,11 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
         return mh.lifted.while_loop(lambda x: jnp.sum(x) < 10.0,
                                     lambda x: x + jax.nn.softplus(layer(x)), x)
     """
-    lift = _frames.Lift("mh.lifted.while_loop", "jax.lax.while_loop")
+    lift = _lift.Lift("mh.lifted.while_loop", "jax.lax.while_loop")
 
     def init_run():
         # cond_fun may create params here (with keys); in the loop it draws none.
-        val = _frames.as_traced(init_val)
+        val = _lift.as_traced(init_val)
         cond_fun(val)
         return body_fun(val)
 
@@ -73,7 +73,7 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
     def cond(carry):
         val, state, _ = carry
         pred, inner = lift.run(cond_fun, (val,), {}, params, state, _NO_KEYS)
-        _frames.check_nothing_created(lift, inner, params, state)
+        _lift.check_nothing_created(lift, inner, params, state)
         changed = [p for p, v in inner.state.items() if v is not state[p]]
         if changed:
             raise errors.LiftedBodyError(

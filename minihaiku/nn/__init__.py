@@ -1,5 +1,6 @@
 """Networks built on minihaiku modules: layers, norms, recurrent cores."""
 
+from minihaiku.nn._dropout import dropout
 from minihaiku.nn.attention import MultiHeadAttention, causal_mask
 from minihaiku.nn.batch_norm import BatchNorm
 from minihaiku.nn.bias import Bias
@@ -11,7 +12,6 @@ from minihaiku.nn.conv_transpose import (
     ConvNDTranspose,
 )
 from minihaiku.nn.depthwise_conv import DepthwiseConv2D
-from minihaiku.nn.dropout import dropout
 from minihaiku.nn.embed import Embed
 from minihaiku.nn.group_norm import GroupNorm
 from minihaiku.nn.instance_norm import InstanceNorm

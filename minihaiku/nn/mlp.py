@@ -6,7 +6,7 @@ import jax
 
 from minihaiku import errors
 from minihaiku.module import Module
-from minihaiku.nn.dropout import dropout
+from minihaiku.nn._dropout import dropout
 from minihaiku.nn.linear import Linear
 from minihaiku.params import Initializer
 

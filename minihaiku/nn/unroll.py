@@ -6,8 +6,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from minihaiku import _transform as transform_lib
 from minihaiku import errors, lifted
-from minihaiku import transform as transform_lib
 
 Core = Callable[[Any, Any], tuple[Any, Any]]
 

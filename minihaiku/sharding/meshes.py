@@ -57,9 +57,9 @@ def _parse(axes: Any) -> dict:
     else:
         pairs = None
     if (not pairs or len({n for n, _ in pairs}) != len(pairs)
-            or not all(isinstance(n, str) and n and isinstance(s, int)
+            or not all(isinstance(n, str) and n and isinstance(s, int) and not isinstance(s, bool)
                        and (s >= 1 or s == -1) for n, s in pairs)):
         raise errors.InvalidArgumentError(
             f"mesh({axes!r}): expected 'name:size,...' or {{name: size}} with "
-            "distinct names and sizes >= 1 (or one -1). Fix: e.g. 'data:4,model:2'.")
+            "distinct names and int sizes >= 1 (or one -1; not bools). Fix: e.g. 'data:4,model:2'.")
     return dict(pairs)

@@ -183,10 +183,26 @@ def shardings(tree: Mapping[str, Any], rules: Rules, mesh: Mesh, *,
 
 def _check_on_mesh(path: str, shape: tuple, spec: P, mesh: Mesh) -> None:
     sizes = dict(mesh.shape)
+    used: list = []
     for dim, entry in zip(shape, spec, strict=False):  # P() when no rule matched.
-        if entry is None or entry is P.UNCONSTRAINED:
+        if entry is P.UNCONSTRAINED:
+            # Fine inside a jitted function, not for placing a param.
+            raise errors.ShardingError(
+                f"'{path}' of shape {shape} would be placed with {spec}, but "
+                "P.UNCONSTRAINED only means something inside a jitted function "
+                "(jax.lax.with_sharding_constraint); a param needs a definite "
+                "placement. Fix: use None (replicated) or a mesh axis name.")
+        if entry is None:
             continue
         names = entry if isinstance(entry, tuple) else (entry,)
+        twice = [n for n in names if n in used]
+        used.extend(names)
+        if twice:
+            raise errors.ShardingError(
+                f"'{path}' of shape {shape} is sharded {spec}: mesh axis {twice} is "
+                "used for more than one dimension, so the shards would not tile the "
+                "array. Fix: name each mesh axis at most once per spec, e.g. "
+                "P('data', 'model').")
         missing = [n for n in names if n not in sizes]
         if missing:
             raise errors.ShardingError(

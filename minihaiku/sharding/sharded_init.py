@@ -5,67 +5,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
-import numpy as np
 from jax.sharding import Mesh
 
 from minihaiku import errors
-from minihaiku.sharding import _collect
+from minihaiku.init_shapes import in_order, init_shapes, split_static
 from minihaiku.sharding import rules as rules_lib
-
-_ARRAY_TYPES = (jax.Array, np.ndarray, jax.ShapeDtypeStruct)
-
-
-def split_static(args: tuple, kwargs: dict) -> tuple:
-    """Splits ``(args, kwargs)`` into its array leaves and a function rebuilding them.
-
-    Arrays (and ``ShapeDtypeStruct``s) become traced inputs; every other leaf
-    (an int seed, a flag) stays a Python value, closed over.
-    """
-    leaves, treedef = jax.tree_util.tree_flatten((args, kwargs))
-    traced = [isinstance(leaf, _ARRAY_TYPES) for leaf in leaves]
-
-    def rebuild(arrays):
-        it = iter(arrays)
-        return jax.tree_util.tree_unflatten(
-            treedef, [next(it) if t else leaf for leaf, t in zip(leaves, traced, strict=True)])
-
-    return [leaf for leaf, t in zip(leaves, traced, strict=True) if t], rebuild
-
-
-def traced_init(init_fn: Callable, args: tuple, kwargs: dict) -> tuple:
-    """``(shapes of init's output, path -> logical axes)``, computing nothing.
-
-    The output dicts keep creation order (``jax.eval_shape`` sorts them).
-    """
-    if not callable(init_fn):
-        raise errors.InvalidArgumentError(
-            f"Expected the init function of mh.transform(f) (e.g. transformed.init), "
-            f"got {type(init_fn).__name__}.")
-    arrays, rebuild = split_static(args, kwargs)
-    orders = []
-
-    def run(arrays):
-        a, kw = rebuild(arrays)
-        out = init_fn(*a, **kw)
-        orders.append(jax.tree_util.tree_map(lambda d: list(d), out, is_leaf=_is_dict))
-        return out
-
-    with _collect.collecting() as axes:
-        shapes = jax.eval_shape(run, arrays)
-    return in_order(shapes, orders[0]), axes
-
-
-def _is_dict(x: Any) -> bool:
-    return isinstance(x, dict)
-
-
-def in_order(out, order):
-    """``out`` with every dict's keys in the order ``order`` lists them."""
-    if isinstance(out, dict):
-        return {k: out[k] for k in order}
-    if isinstance(out, tuple):
-        return tuple(in_order(o, k) for o, k in zip(out, order, strict=True))
-    return out
 
 
 def logical_axes(init_fn: Callable, *args: Any, **kwargs: Any) -> dict:
@@ -85,7 +29,7 @@ def logical_axes(init_fn: Callable, *args: Any, **kwargs: Any) -> dict:
 
       axes = mh.sharding.logical_axes(f.init, rng, x)
     """
-    return traced_init(init_fn, args, kwargs)[1]
+    return init_shapes(init_fn, args, kwargs)[1]
 
 
 def _out_shardings(shapes: Any, rules: rules_lib.Rules, mesh: Mesh, axes: Mapping) -> Any:
@@ -132,7 +76,7 @@ def init(init_fn: Callable, rules: rules_lib.Rules, mesh: Mesh) -> Callable:
 
     @functools.wraps(init_fn)
     def sharded_init(*args, **kwargs):
-        shapes, axes = traced_init(init_fn, args, kwargs)
+        shapes, axes = init_shapes(init_fn, args, kwargs)
         out_shardings = _out_shardings(shapes, rules, mesh, axes)
         arrays, rebuild = split_static(args, kwargs)
 
@@ -141,6 +85,7 @@ def init(init_fn: Callable, rules: rules_lib.Rules, mesh: Mesh) -> Callable:
             return init_fn(*a, **kw)
 
         out = jax.jit(run, out_shardings=out_shardings)(arrays)
-        return in_order(out, jax.tree_util.tree_map(list, shapes, is_leaf=_is_dict))
+        order = jax.tree_util.tree_map(list, shapes, is_leaf=lambda d: isinstance(d, dict))
+        return in_order(out, order)
 
     return sharded_init

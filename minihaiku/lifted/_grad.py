@@ -7,7 +7,7 @@ from typing import Any
 import jax
 
 from minihaiku import errors
-from minihaiku.lifted import _eager_cache, _frames, _keys
+from minihaiku.lifted import _eager_cache, _keys, _lift
 
 
 def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0,
@@ -41,11 +41,11 @@ def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0,
 
     @functools.wraps(f)
     def wrapped(*args, **kwargs):
-        lift = _frames.Lift("mh.lifted.value_and_grad", "jax.value_and_grad")
+        lift = _lift.Lift("mh.lifted.value_and_grad", "jax.value_and_grad")
         outer = lift.outer
         where = _positions(positions, args)
         init_key, key = _keys.split_carried_key(lift.draw_key())
-        state = lift.init_pass(init_key, lambda: f(*_frames.as_traced(args), **kwargs))
+        state = lift.init_pass(init_key, lambda: f(*_lift.as_traced(args), **kwargs))
         params = outer.params
 
         def body(diff, state, key):
@@ -53,7 +53,7 @@ def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0,
             for i, value in zip(where, diff, strict=True):
                 full[i] = value
             out, inner = lift.run(f, tuple(full), kwargs, params, state, key)
-            _frames.check_nothing_created(lift, inner, params, state)
+            _lift.check_nothing_created(lift, inner, params, state)
             value, aux = out if has_aux else (out, None)
             return value, (aux, inner.state)
 

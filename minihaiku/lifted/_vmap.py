@@ -8,7 +8,7 @@ from typing import Any
 import jax
 
 from minihaiku import errors
-from minihaiku.lifted import _eager_cache, _ensemble, _frames, _keys
+from minihaiku.lifted import _eager_cache, _ensemble, _keys, _lift
 
 # next() on a count is atomic, so threads building vmaps get distinct names.
 _AXIS_IDS = itertools.count()
@@ -56,7 +56,7 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
 
     @functools.wraps(f)
     def mapped(*args, **kwargs):
-        lift = _frames.Lift("mh.lifted.vmap", "jax.vmap")
+        lift = _lift.Lift("mh.lifted.vmap", "jax.vmap")
         outer = lift.outer
         axes = _axes(in_axes, args)
         if params_axis == 0:
@@ -68,8 +68,8 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
                 if split and _keys.is_key(key):
                     key = jax.random.fold_in(key, jax.lax.axis_index(axis_name))
                 out, inner = lift.run(f, args, kwargs, outer.params, state, key)
-                return (out, _frames.created(inner.params, outer.params), inner.state,
-                        _frames.created(inner.initial_state))
+                return (out, _lift.created(inner.params, outer.params), inner.state,
+                        _lift.created(inner.initial_state))
 
             def vmapped(state, key, args, kwargs, shared=(None, None, None)):
                 return jax.vmap(body, in_axes=(None, None) + axes,
@@ -79,19 +79,19 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
 
             try:
                 return _eager_cache.run_transform(vmapped, state, key, args, kwargs)
-            except ValueError as e:
-                if "inconsistent sizes" in str(e) or "axis_size" in str(e):
-                    raise _size_error(args, kwargs, axes, axis_size) from e
-                if "out_axes" not in str(e):
+            except ValueError:
+                # Our own analysis, not JAX's message, decides what went wrong.
+                bad = _per_example(vmapped, state, key, args, kwargs)
+                if not bad:
                     raise
                 raise errors.LiftedBodyError(
-                    f"mh.lifted.vmap: {_per_example(vmapped, state, key, args, kwargs)} "
-                    "created or set inside the mapped function depend on the "
-                    "mapped axis, but params and state are shared by all "
+                    f"mh.lifted.vmap: {bad} created or set inside the mapped function "
+                    "depend on the mapped axis, but params and state are shared by all "
                     "examples. Fix: compute the value outside mh.lifted.vmap, "
                     "or reduce over the batch (e.g. mean) before mh.set_state."
                 ) from None
 
+        _check_sizes(args, kwargs, axes, axis_size)
         key = lift.draw_key()
         if split_rng:
             shared_key, key = _keys.split_carried_key(key)
@@ -142,6 +142,19 @@ def _axes(in_axes: Any, args: Sequence) -> tuple:
             "Fix: give one in_axes entry per positional argument (None for one that is "
             "not mapped); keyword arguments are mapped over axis 0.")
     return tuple(in_axes)
+
+
+def _check_sizes(args: Sequence, kwargs: Mapping, axes: Any, axis_size: Any) -> None:
+    """Refuses mapped arguments of different sizes before ``jax.vmap`` sees them."""
+    found = set() if axis_size is None else {axis_size}
+    for arg, axis in [*zip(args, axes, strict=True), *((v, 0) for v in kwargs.values())]:
+        if axis is None:
+            continue
+        for leaf in jax.tree_util.tree_leaves(arg):
+            shape = jax.numpy.shape(leaf)
+            found.add(shape[axis] if -len(shape) <= axis < len(shape) else None)
+    if len(found) > 1:
+        raise _size_error(args, kwargs, axes, axis_size)
 
 
 def _size_error(args: Sequence, kwargs: Mapping, axes: Any,

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from minihaiku import errors
-from minihaiku.lifted import _eager_cache, _frames, _keys, _stacked
+from minihaiku.lifted import _eager_cache, _keys, _lift, _stacked
 
 
 def layer_stack(num_layers: int, *, unroll: int = 1, reverse: bool = False,
@@ -62,7 +62,7 @@ def layer_stack(num_layers: int, *, unroll: int = 1, reverse: bool = False,
     def decorator(f: Callable) -> Callable:
         @functools.wraps(f)
         def stacked(x, *args, **kwargs):
-            lift = _frames.Lift("mh.lifted.layer_stack", "jax.lax.scan")
+            lift = _lift.Lift("mh.lifted.layer_stack", "jax.lax.scan")
             key = lift.draw_key()
             keys = _keys.split_stacked(key, num_layers)
             return scan(lift, f, x, args, kwargs, keys)
@@ -88,9 +88,9 @@ def _stack(lift, f, x, args, kwargs, keys, *, num_layers, unroll, reverse, per_l
     if per_layer_inputs:
         _check_per_layer_inputs(args, num_layers)
 
-    def layer(x, layer_xs):
+    def layer(x_in, layer_xs):
         params, state, key, ys = layer_xs
-        x, inner = lift.run(f, (x,) + (ys if per_layer_inputs else args), kwargs,
+        x, inner = lift.run(f, (x_in,) + (ys if per_layer_inputs else args), kwargs,
                             _stacked.Slices(params, outer.params, num_layers, where),
                             _stacked.Slices(state, outer.state, num_layers, where), key,
                             owned=True)
@@ -98,11 +98,12 @@ def _stack(lift, f, x, args, kwargs, keys, *, num_layers, unroll, reverse, per_l
             x, z = _split_output(x)
         else:
             z = None
-        _frames.check_state_kept(lift, state, inner.state)
+        _check_carry(x_in, x, num_layers)
+        _lift.check_state_kept(lift, state, inner.state)
         changed = {p: inner.state[p] for p, v in state.items() if inner.state[p] is not v}
-        new = _frames.created(inner.state, state)
-        return x, (changed, _frames.created(inner.params, params),
-                   _frames.created(inner.initial_state, state), new, z)
+        new = _lift.created(inner.state, state)
+        return x, (changed, _lift.created(inner.params, params),
+                   _lift.created(inner.initial_state, state), new, z)
 
     x, (changed, new_params, initial_state, new_state, zs) = _eager_cache.run_transform(
         lambda x, xs: jax.lax.scan(layer, x, xs, length=num_layers, unroll=unroll,
@@ -125,6 +126,28 @@ def _check_per_layer_inputs(args, num_layers):
                     f"per-layer input needs a leading axis of num_layers={num_layers}. "
                     "Fix: stack the inputs per layer, or pass shared values as keyword "
                     "arguments.")
+
+
+def _check_carry(x_in, x_out, num_layers):
+    """Refuses a layer whose output cannot be the next layer's input (before JAX does)."""
+    def types(tree):
+        leaves, treedef = jax.tree_util.tree_flatten(tree)
+        return treedef, [(jax.numpy.shape(v), jax.numpy.result_type(v)) for v in leaves]
+
+    (tree_in, leaves_in), (tree_out, leaves_out) = types(x_in), types(x_out)
+    if tree_in == tree_out and leaves_in == leaves_out:
+        return
+    hint = ""
+    if isinstance(x_out, tuple) and len(x_out) == 2 and types(x_out[0]) == types(x_in):
+        hint = (" It returned a pair whose first item fits: to also return a per-layer "
+                "output, use layer_stack(n, with_per_layer_inputs=True), whose layer "
+                "returns (x, z) and which returns (x, stacked zs).")
+    raise errors.LiftedBodyError(
+        f"mh.lifted.layer_stack({num_layers}): each layer's output is the next layer's "
+        f"input, so it must have the input's structure, shapes and dtypes: got "
+        f"{tree_in} {leaves_in} in and {tree_out} {leaves_out} out.{hint} Fix: return "
+        "an x like the one the layer was given (cast with .astype if only the dtype "
+        "differs).")
 
 
 def _split_output(out):

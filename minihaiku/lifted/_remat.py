@@ -8,7 +8,7 @@ import jax
 
 from minihaiku import errors
 from minihaiku import rng as rng_lib
-from minihaiku.lifted import _eager_cache, _frames, _keys
+from minihaiku.lifted import _eager_cache, _keys, _lift
 
 
 def remat(f: Callable[..., Any], *, policy: Callable[..., bool] | None = None,
@@ -42,7 +42,7 @@ def remat(f: Callable[..., Any], *, policy: Callable[..., bool] | None = None,
 
     @functools.wraps(f)
     def rematted(*args, **kwargs):
-        lift = _frames.Lift("mh.lifted.remat", "jax.checkpoint")
+        lift = _lift.Lift("mh.lifted.remat", "jax.checkpoint")
         outer = lift.outer
         if outer.is_init:
             # Checkpointing only matters for a backward pass; running f in
@@ -50,7 +50,7 @@ def remat(f: Callable[..., Any], *, policy: Callable[..., bool] | None = None,
             static = _statics(args, statics)
             # Arguments as jax.checkpoint traces them in apply (keyword
             # arguments are closed over there, so they stay as given).
-            return f(*[a if i in static else _frames.as_traced(a) for i, a in enumerate(args)],
+            return f(*[a if i in static else _lift.as_traced(a) for i, a in enumerate(args)],
                      **kwargs)
         static = _statics(args, statics)
         dynamic = [a for i, a in enumerate(args) if i not in static]
@@ -67,7 +67,7 @@ def remat(f: Callable[..., Any], *, policy: Callable[..., bool] | None = None,
                 out, inner = lift.run(f, full, kwargs, outer.params, state, inner_seq)
             except jax.errors.ConcretizationTypeError as e:  # e.g. TracerBoolConversionError
                 raise _traced_flag_error(f, statics, e) from e
-            return (out, inner.state, _frames.created(inner.initial_state),
+            return (out, inner.state, _lift.created(inner.initial_state),
                     None if inner_seq is None else inner_seq.snapshot())
 
         checkpointed = jax.checkpoint(body, prevent_cse=prevent_cse, policy=policy)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from minihaiku import errors
-from minihaiku.lifted import _eager_cache, _frames, _keys
+from minihaiku.lifted import _eager_cache, _keys, _lift
 
 
 def cond(pred: Any, true_fn: Callable[..., Any], false_fn: Callable[..., Any],
@@ -43,7 +43,7 @@ def switch(index: Any, branches: Sequence[Callable[..., Any]], *operands: Any) -
 
 
 def _branch(name, jax_name, index, branches, operands):
-    lift = _frames.Lift(name, jax_name)
+    lift = _lift.Lift(name, jax_name)
     outer = lift.outer
     # Branch i's modules are counted after those of branches 0..i-1, in init
     # and in apply alike; jax.lax.switch traces its branches in order.
@@ -51,7 +51,7 @@ def _branch(name, jax_name, index, branches, operands):
     init_key, key = _keys.split_carried_key(lift.draw_key())
     state = dict(outer.state)  # crosses jax.lax.switch as an input
     if outer.is_init:
-        init_operands = _frames.as_traced(operands)
+        init_operands = _lift.as_traced(operands)
         init_keys = _keys.split_list(init_key, len(branches))
         for branch, branch_key in zip(branches, init_keys, strict=True):
             # Each branch sees the params and state the earlier ones created.
@@ -79,27 +79,30 @@ def _branch(name, jax_name, index, branches, operands):
             out, inner = lift.run(branches[i], operands, {}, params, state, key, starts[i])
             outputs[i] = jax.tree_util.tree_map(
                 lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), out)
-            _frames.check_nothing_created(lift, inner, params, state)
+            # Checked here, before jax.lax.switch compares the branches itself.
+            if i and _signature(outputs[i]) != _signature(outputs[0]):
+                raise _mismatch_error(name, branches[:i + 1], outputs)
+            _lift.check_nothing_created(lift, inner, params, state)
             if len(starts) == i + 1:
                 starts.append(inner.counters)
             return out, inner.state
         return run
 
     outputs: dict[int, Any] = {}
-    try:
-        out, state = _eager_cache.run_transform(
-            lambda *args: jax.lax.switch(index, [lifted_branch(i) for i in range(len(branches))],
-                                         *args),
-            state, key, operands)
-    except TypeError as e:
-        if len(outputs) == len(branches) and len(set(map(str, outputs.values()))) > 1:
-            raise _mismatch_error(name, branches, outputs) from e
-        raise
+    out, state = _eager_cache.run_transform(
+        lambda *args: jax.lax.switch(index, [lifted_branch(i) for i in range(len(branches))],
+                                     *args),
+        state, key, operands)
     # Modules built after the branches are counted after all of them.
     count(len(branches), state, key)
     lift.end_counters = starts[-1]
     lift.commit(state=state)
     return out
+
+
+def _signature(shapes: Any) -> tuple:
+    leaves, treedef = jax.tree_util.tree_flatten(shapes)
+    return treedef, [(s.shape, s.dtype) for s in leaves]
 
 
 def _mismatch_error(name: str, branches: Sequence[Callable],

@@ -6,7 +6,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from minihaiku.lifted import _eager_cache, _frames, _keys
+from minihaiku.lifted import _eager_cache, _keys, _lift
 
 
 def scan(f: Callable[[Any, Any], tuple], init: Any, xs: Any,
@@ -37,13 +37,13 @@ def scan(f: Callable[[Any, Any], tuple], init: Any, xs: Any,
         h0 = jnp.zeros((xs.shape[1], 32))
         return mh.lifted.scan(lambda h, x: (cell(x, h),) * 2, h0, xs)
     """
-    lift = _frames.Lift("mh.lifted.scan", "jax.lax.scan")
+    lift = _lift.Lift("mh.lifted.scan", "jax.lax.scan")
     outer = lift.outer
     # Init and apply split the same way, so with the same rng they compute
     # the same outputs.
     init_key, key = _keys.split_carried_key(lift.draw_key())
     state = lift.init_pass(init_key, lambda: f(
-        _frames.as_traced(init), _frames.as_traced(_first_step(xs, length, reverse))))
+        _lift.as_traced(init), _lift.as_traced(_first_step(xs, length, reverse))))
     params = outer.params
 
     def step(carry, x):

@@ -41,6 +41,7 @@ import numpy as np
 
 from minihaiku import errors
 from minihaiku import frame as frame_lib
+from minihaiku import interceptors as hooks_lib
 from minihaiku import rng as rng_lib
 from minihaiku.lifted import _keys
 
@@ -105,12 +106,10 @@ class Lift:
         inner = frame_lib.Frame(
             params if owned else dict(params), state if owned else dict(state), key,
             outer.is_init, outer.allow_state, outer.scope,
-            dict(self.start_counters if counters is None else counters), outer.run)
-        frame_lib.push(inner)
-        try:
+            dict(self.start_counters if counters is None else counters), outer.run_id,
+            outer.owner, hooks_lib.for_frame(outer.hooks), outer.axes)
+        with frame_lib.running(inner):
             yield inner
-        finally:
-            frame_lib.pop(inner)
         self.end_counters = inner.counters
 
     def run(self, fn: Callable, args: Sequence, kwargs: Mapping, params: Mapping,

@@ -12,12 +12,20 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from minihaiku import _transform as transform_lib
 from minihaiku import errors
-from minihaiku import sharding as sharding_lib
-from minihaiku import transform as transform_lib
 from minihaiku._units import bytes_text
-from minihaiku.sharding import sharded_init
-from minihaiku.sharding.rules import Rules
+from minihaiku.init_shapes import init_shapes
+
+# `fn(tree, rules, mesh, axes) -> {path: NamedSharding}`, registered by
+# mh.sharding (a feature registers with the tool, never the other way round).
+_PLACEMENT: list = [None]
+
+
+def register_placement(fn: Callable) -> None:
+    """Lets ``mh.summary(..., mesh=, rules=)`` place each entry with ``fn``."""
+    _PLACEMENT[0] = fn
+
 
 _COLUMNS = ("Module", "Method", "Name", "Kind", "Shape", "Dtype", "Count", "Bytes",
             "Spec", "Per device")
@@ -26,7 +34,7 @@ _RIGHT_ALIGNED = ("Count", "Bytes", "Per device")
 
 def summary(f: transform_lib.Transformed | transform_lib.TransformedWithState
             | Callable[..., Any], *args: Any, mesh: Mesh | None = None,
-            rules: Rules | None = None,
+            rules: Any = None,
             **kwargs: Any) -> str:
     """A table of the params (and state) ``f`` creates for inputs ``args``.
 
@@ -60,13 +68,17 @@ def summary(f: transform_lib.Transformed | transform_lib.TransformedWithState
         raise errors.InvalidArgumentError(
             "mh.summary: rules were given without a mesh. Fix: pass mesh=..., e.g. "
             "jax.make_mesh((n,), ('data',)), to see the bytes per device.")
-    out, axes = sharded_init.traced_init(init, (jax.random.PRNGKey(0),) + args, kwargs)
+    out, axes = init_shapes(init, (jax.random.PRNGKey(0),) + args, kwargs)
     params, state = out if isinstance(out, tuple) else (out, {})
     placed = None
     if mesh is not None:
         rules = [] if rules is None else rules
-        placed = {**sharding_lib.shardings(params, rules, mesh, axes=axes),
-                  **sharding_lib.shardings(state, rules, mesh, axes=axes)}
+        place = _PLACEMENT[0]
+        if place is None:
+            raise errors.InvalidArgumentError(
+                "mh.summary(..., mesh=...): no sharding feature is registered. Fix: "
+                "import minihaiku.sharding (import minihaiku does).")
+        placed = {**place(params, rules, mesh, axes), **place(state, rules, mesh, axes)}
     return _table(params, state, placed)
 
 
