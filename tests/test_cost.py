@@ -144,6 +144,15 @@ class CostTest(absltest.TestCase):
         self.assertEqual(report.flops, 2 * 2 * 4 * 3 + 2 * 3)
         self.assertEqual(report.param_bytes, (4 * 3 + 3) * 4)
 
+    def test_stateful_network(self):
+        def f(x):
+            return mh.nn.BatchNorm(0.9)(mh.nn.Linear(HID)(x), True)
+
+        report = mh.cost(mh.transform_with_state(f), jax.ShapeDtypeStruct((B, IN), jnp.float32))
+        rows = {r.module: r for r in report.modules}
+        self.assertEqual(rows["~/Linear_0"].flops, 2 * B * IN * HID + B * HID)
+        self.assertGreater(rows["~/BatchNorm_0"].flops, 0)
+
     def test_plot_saves_a_png(self):
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "cost.png")
