@@ -148,7 +148,16 @@ def _costed(f: Any, args: tuple, kwargs: dict) -> tuple[Callable, tuple, dict]:
             params.update(leaf)
     # ``jax.jit`` reuses a trace made without profiler names: trace what it wraps.
     inner = getattr(f, "__wrapped__", f) if _is_jitted(f) else f
-    return (lambda *a: inner(*a, **kwargs)), args, params
+    # Python values (flags, sizes, maybe static_argnums of a jit) stay Python values.
+    static = [not jax.tree_util.tree_leaves(a) or isinstance(a, (bool, int, float, str))
+              for a in args]
+
+    def fn(*arrays):
+        it = iter(arrays)
+        return inner(*(a if s else next(it) for a, s in zip(args, static, strict=True)),
+                     **kwargs)
+
+    return fn, tuple(a for a, s in zip(args, static, strict=True) if not s), params
 
 
 def _transformed(f: Any, args: tuple, kwargs: dict) -> tuple[Callable, tuple, dict]:

@@ -139,6 +139,20 @@ class CostTest(absltest.TestCase):
         self.assertEqual(rows["~/cell_0"].flops, 5 * (2 * B * HID * HID + B * HID))
         self.assertEqual(rows["~/head_0"].flops, 2 * B * HID * OUT + B * OUT)
 
+    def test_jitted_step_with_a_static_argument(self):
+        f = _mlp()
+        x = jnp.ones((B, IN))
+        params = f.init(KEY, x)
+
+        def step(params, x, scale):
+            out = f.apply(params, x)
+            return out * 2.0 if scale > 1 else out     # needs a Python value
+
+        jitted = jax.jit(step, static_argnums=2)
+        report = mh.cost(jitted, params, x, 2)
+        self.assertEqual(report.flops, mh.cost(f, x).flops + B * OUT)
+        self.assertEqual(report.param_bytes, mh.data.nbytes(params))
+
     def test_plain_module_function_is_transformed(self):
         report = mh.cost(lambda x: mh.nn.Linear(3)(x), jnp.ones((2, 4)))
         self.assertEqual(report.flops, 2 * 2 * 4 * 3 + 2 * 3)
