@@ -93,7 +93,7 @@ def _temp_peak(jaxpr: Any) -> int:
         events[start] += size
         events[end + 1] -= size
     for i, eqn in enumerate(eqns):
-        copies = _layout_copies(eqn)
+        copies = _layout_copies(eqn) + _select_and_scatter_scratch(eqn)
         events[i] += copies
         events[i + 1] -= copies
         if eqn.primitive.name in ("scan", "while"):
@@ -129,6 +129,25 @@ def _layout_copies(eqn: Any) -> int:
     if tuple(dn.out_spec) != (0, n - 1, *spatial):
         total += _nbytes(eqn.outvars[0])
     return total
+
+
+def _select_and_scatter_scratch(eqn: Any) -> int:
+    """Bytes of the buffers XLA's CPU rewrite of a max-pool gradient allocates.
+
+    ``select_and_scatter`` becomes an argmax reduce-window over one int32
+    iota per input dimension (each the input's size), its per-window index
+    outputs, and a scatter with an index array and the updates.
+    """
+    if eqn.primitive.name != "select_and_scatter_add":
+        return 0
+    source, operand = eqn.invars[0].aval, eqn.invars[1].aval
+    rank = len(operand.shape)
+    source_elems = _jaxpr_walk.nbytes(source) // source.dtype.itemsize
+    operand_elems = _jaxpr_walk.nbytes(operand) // operand.dtype.itemsize
+    iotas = rank * operand_elems * 4
+    windows = source_elems * (rank * 4 + operand.dtype.itemsize)
+    scatter = source_elems * (rank * 4 + source.dtype.itemsize)
+    return iotas + windows + scatter
 
 
 def _body(eqn: Any) -> Any:
