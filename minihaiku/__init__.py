@@ -7,12 +7,15 @@ reference of every public name.
 from minihaiku import (
     config,  # noqa: F401  (mh.config)
     data,  # noqa: F401  (mh.data)
+    debug,  # noqa: F401  (mh.debug)
     io,  # noqa: F401  (mh.io)
     lifted,  # noqa: F401  (mh.lifted)
     nn,  # noqa: F401  (mh.nn)
     precision,  # noqa: F401  (mh.precision)
     sharding,  # noqa: F401  (mh.sharding)
 )
+from minihaiku._cost import CostReport, ModuleCost, cost
+from minihaiku._export import export
 from minihaiku._lift import LiftWithStateUpdater, lift, lift_with_state
 from minihaiku._multi_transform import (
     MultiTransformed,
@@ -45,6 +48,7 @@ from minihaiku.errors import (
     ModuleDefinitionError,
     ModuleInputError,
     ModuleReuseError,
+    NonFiniteError,
     NoRngError,
     NotInTransformError,
     ShardingError,
@@ -67,13 +71,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     # Sub-packages.
-    "config", "data", "io", "lifted", "nn", "precision", "sharding",
+    "config", "data", "debug", "io", "lifted", "nn", "precision", "sharding",
     # Errors.
     "MiniHaikuError", "CheckpointError", "CheckpointNotFoundError",
     "InterceptorError", "InvalidArgumentError", "InvalidNameError",
     "InvalidRngError", "LiftedBodyError", "MismatchError", "MissingParamError",
     "MissingStateError", "ModuleDefinitionError", "ModuleInputError",
-    "ModuleReuseError", "NoRngError", "NotInTransformError", "ShardingError",
+    "ModuleReuseError", "NoRngError", "NonFiniteError", "NotInTransformError", "ShardingError",
     "StateNotAllowedError", "UnliftedTransformError",
     # Transforms.
     "Transformed", "TransformedWithState", "transform", "transform_with_state",
@@ -87,5 +91,5 @@ __all__ = [
     # Interceptors.
     "custom_creator", "custom_getter", "custom_setter", "intercept_methods",
     # Tools.
-    "summary",
+    "summary", "cost", "CostReport", "ModuleCost", "export",
 ]

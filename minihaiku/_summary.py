@@ -14,6 +14,7 @@ from jax.sharding import Mesh
 
 from minihaiku import _transform as transform_lib
 from minihaiku import errors
+from minihaiku._units import bytes_text
 from minihaiku.init_shapes import init_shapes
 
 # `fn(tree, rules, mesh, axes) -> {path: NamedSharding}`, registered by
@@ -119,7 +120,7 @@ def _table(params: dict, state: dict, placed: dict | None) -> str:
                 "Module": module if i == 0 else "", "Method": method if i == 0 else "",
                 "Name": name, "Kind": kind, "Shape": str(tuple(value.shape)),
                 "Dtype": str(value.dtype),
-                "Count": f"{_count(value):,}", "Bytes": _bytes(_nbytes(value)),
+                "Count": f"{_count(value):,}", "Bytes": bytes_text(_nbytes(value)),
                 **_placement(value, placed and placed[_join(module, method, name)])})
     columns = [c for c in _COLUMNS if (c != "Kind" or state)
                and (placed is not None or c not in ("Spec", "Per device"))]
@@ -145,7 +146,7 @@ def _placement(value: Any, sharding: Any) -> dict:
     if sharding is None:
         return {}
     spec = str(tuple(sharding.spec))
-    return {"Spec": spec, "Per device": _bytes(_device_bytes(value, sharding))}
+    return {"Spec": spec, "Per device": bytes_text(_device_bytes(value, sharding))}
 
 
 def _device_bytes(value: Any, sharding: Any) -> int:
@@ -167,19 +168,8 @@ def _total(kind: str, tree: dict, placed: dict | None) -> str:
     count = sum(_count(v) for v in tree.values())
     size = sum(_nbytes(v) for v in tree.values())
     arrays = "array" if len(tree) == 1 else "arrays"
-    line = f"Total {kind}: {count:,} ({_bytes(size)}) in {len(tree)} {arrays}"
+    line = f"Total {kind}: {count:,} ({bytes_text(size)}) in {len(tree)} {arrays}"
     if placed is None:
         return line
     per_device = sum(_device_bytes(v, placed[k]) for k, v in tree.items())
-    return f"{line}, {_bytes(per_device)} per device"
-
-
-def _bytes(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    size = n / 1024
-    for unit in ("KiB", "MiB", "GiB"):
-        if size < 1024:
-            return f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
+    return f"{line}, {bytes_text(per_device)} per device"

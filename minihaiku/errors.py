@@ -96,6 +96,10 @@ class InterceptorError(MiniHaikuError):
     """A custom creator, getter, setter or method interceptor misbehaved."""
 
 
+class NonFiniteError(MiniHaikuError):
+    """``mh.debug.check_finite`` found a NaN or an infinity; the message names the module."""
+
+
 class ModuleDefinitionError(MiniHaikuError):
     """A ``Module`` subclass is written wrongly, e.g. its ``__init__`` never
     calls ``super().__init__``."""

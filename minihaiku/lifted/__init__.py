@@ -16,7 +16,9 @@ from minihaiku.lifted._layer_stack import layer_stack
 from minihaiku.lifted._remat import remat
 from minihaiku.lifted._scan import scan
 from minihaiku.lifted._vmap import vmap
+from minihaiku.lifted.layer_views import PerLayerState, per_layer, stack, unstack
 from minihaiku.lifted.loops import fori_loop, while_loop
 
 __all__ = ["cond", "switch", "layer_stack", "fori_loop", "while_loop", "remat", "scan",
-           "vmap", "grad", "value_and_grad", "eager_cache"]
+           "vmap", "grad", "value_and_grad", "eager_cache", "unstack", "stack", "per_layer",
+           "PerLayerState"]
