@@ -14,6 +14,7 @@ from _haiku_compare import KEY, assert_close, check_values_and_grads, randn, ran
 W_INIT = jax.nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
 _HK_W_INIT = hk.initializers.VarianceScaling(1.0, "fan_in", "truncated_normal")
 _PRE = "~/MultiHeadAttention_0/__call__/"
+_STATE = "~/MultiHeadAttention_0/"  # state belongs to the module
 
 
 def _to_haiku(params):
@@ -175,13 +176,13 @@ class DecodingCacheTest(parameterized.TestCase):
         self.assertEqual(jax.tree_util.tree_map(jnp.shape, cparams),
                          jax.tree_util.tree_map(jnp.shape, params))
         self.assertEqual({k: (v.shape, v.dtype) for k, v in state.items()}, {
-            _PRE + "cache_index": ((), jnp.int32),
-            _PRE + "cached_key": ((2, 9, kv_heads, 3), jnp.float32),
-            _PRE + "cached_value": ((2, 9, kv_heads, 3), jnp.float32)})
-        self.assertFalse(np.any(state[_PRE + "cached_key"]))   # init's state is the empty cache
+            _STATE + "cache_index": ((), jnp.int32),
+            _STATE + "cached_key": ((2, 9, kv_heads, 3), jnp.float32),
+            _STATE + "cached_value": ((2, 9, kv_heads, 3), jnp.float32)})
+        self.assertFalse(np.any(state[_STATE + "cached_key"]))   # init's state is the empty cache
         out, state = self._decode(cached, params, state, xs, prompt)
         assert_close(out, full.apply(params, None, xs))
-        self.assertEqual(int(state[_PRE + "cache_index"]), 7)
+        self.assertEqual(int(state[_STATE + "cache_index"]), 7)
 
     def test_cache_under_layer_stack_stacks_per_layer(self):
         xs = randn(0, [2, 6, 8])
@@ -190,11 +191,11 @@ class DecodingCacheTest(parameterized.TestCase):
         params = randomize(full.init(KEY, xs))
         _, state = cached.init(KEY, xs[:, :1])
         self.assertEqual({k: v.shape for k, v in state.items()}, {
-            _PRE + "cache_index": (3,), _PRE + "cached_key": (3, 2, 6, 2, 3),
-            _PRE + "cached_value": (3, 2, 6, 2, 3)})
+            _STATE + "cache_index": (3,), _STATE + "cached_key": (3, 2, 6, 2, 3),
+            _STATE + "cached_value": (3, 2, 6, 2, 3)})
         out, state = self._decode(cached, params, state, xs, 2)
         assert_close(out, full.apply(params, None, xs))
-        np.testing.assert_array_equal(state[_PRE + "cache_index"], [6, 6, 6])
+        np.testing.assert_array_equal(state[_STATE + "cache_index"], [6, 6, 6])
 
     def test_writing_past_the_cache_is_an_error_when_eager(self):
         xs = randn(0, [1, 4, 8])
