@@ -29,6 +29,7 @@ from safetensors.numpy import load_file, save_file
 
 import minihaiku as mh
 from minihaiku import interop, nets
+from test_nets_decoders import random_params
 
 _TESTS = pathlib.Path(__file__).resolve().parent
 _ROOT = _TESTS.parent
@@ -197,14 +198,14 @@ class RoundTripTest(parameterized.TestCase):
         self.assertEqual(sorted(os.listdir(self.tmp / "new")),
                          ["config.json", "model.safetensors"])
 
-    def test_a_random_init_saves_and_loads(self):
+    def test_params_of_other_llama_options_save_and_load(self):
         config = nets.LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=24,
                                   num_layers=2, num_heads=4, num_kv_heads=2, head_dim=6,
                                   attention_bias=True, attention_out_bias=True,
                                   mlp_bias=True)
         f = mh.transform(lambda t: nets.Llama(config)(t))
         tokens = jnp.arange(10).reshape(2, 5)
-        params = jax.jit(f.init)(1, tokens)
+        params = random_params(f, tokens)
         interop.save_hf(self.tmp / "init", config, params)
         config2, params2 = interop.load_hf(self.tmp / "init")
         self.assertEqual(config2, config)
@@ -352,8 +353,8 @@ class ErrorsTest(parameterized.TestCase):
         config = nets.LlamaConfig(vocab_size=8, hidden_size=8, intermediate_size=8,
                                   num_layers=1, num_heads=2, attention_bias=True,
                                   model_type="mistral")
-        params = jax.jit(mh.transform(lambda t: nets.Llama(config)(t)).init)(
-            0, jnp.zeros((1, 2), int))
+        params = random_params(mh.transform(lambda t: nets.Llama(config)(t)),
+                               jnp.zeros((1, 2), int))
         with self.assertRaisesRegex(mh.CheckpointError,
                                     r"cannot be written as model_type 'mistral'"):
             interop.save_hf(self.tmp / "out", config, params)

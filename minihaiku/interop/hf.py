@@ -1,5 +1,6 @@
 """``load_hf`` / ``save_hf``: Hugging Face checkpoint directories for ``mh.nets`` decoders."""
 
+import functools
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ from minihaiku.nets.llama import Llama
 from minihaiku.transform import transform
 
 CONFIG = "config.json"
+_Index = tuple[slice, ...]
 
 
 def load_hf(directory: str | os.PathLike, mesh: Mesh | None = None, rules: Any = None,
@@ -221,16 +223,16 @@ def _check_tensors(directory: str, tensors: TensorFiles, actual: dict[str, str],
 
 
 def _reader(tensors: TensorFiles, entry: _hf_names.Entry, actual: dict[str, str],
-            shape: tuple[int, ...], dtype: Any) -> Callable[[tuple], np.ndarray]:
+            shape: tuple[int, ...], dtype: Any) -> Callable[[_Index | None], np.ndarray]:
     """The ``make_array_from_callback`` callback: the slice ``index`` of one param."""
 
-    def one(name: str, index: tuple) -> np.ndarray:
+    def one(name: str, index: _Index) -> np.ndarray:
         if entry.transpose:
             return tensors.read(actual[name], index[::-1]).T.astype(dtype)
         return tensors.read(actual[name], index).astype(dtype, copy=False)
 
-    def read(index: tuple) -> np.ndarray:
-        index = tuple(index) + (slice(None),) * (len(shape) - len(index))
+    def read(index: _Index | None) -> np.ndarray:
+        index = tuple(index or ()) + (slice(None),) * (len(shape) - len(index or ()))
         if not entry.stacked:
             return np.ascontiguousarray(one(entry.names[0], index))
         layers = range(shape[0])[index[0]]
@@ -322,7 +324,7 @@ def _write_files(directory: str, hf: dict, tensors: dict[str, np.ndarray],
 
     metadata = {"format": "pt"}
     if len(files) == 1:
-        replace(SINGLE, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+        replace(SINGLE, functools.partial(save_file, tensors, metadata=metadata))
         stale = [INDEX]
     else:
         n = len(files)
@@ -330,7 +332,7 @@ def _write_files(directory: str, hf: dict, tensors: dict[str, np.ndarray],
         for i, names in enumerate(files, 1):
             file = f"model-{i:05d}-of-{n:05d}.safetensors"
             part = {name: tensors[name] for name in names}
-            replace(file, lambda tmp, part=part: save_file(part, tmp, metadata=metadata))
+            replace(file, functools.partial(save_file, part, metadata=metadata))
             weight_map.update(dict.fromkeys(names, file))
         total = sum(t.nbytes for t in tensors.values())
         replace(INDEX, write_json({"metadata": {"total_size": total},
