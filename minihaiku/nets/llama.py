@@ -11,7 +11,7 @@ from minihaiku.module import Module
 from minihaiku.nets import _blocks, _causal_attention
 from minihaiku.nn.linear import Linear
 from minihaiku.nn.rms_norm import RMSNorm
-from minihaiku.nn.rotary import apply_rotary
+from minihaiku.nn.rotary import apply_rotary, rotary_cos_sin
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,8 +177,10 @@ class Llama(Module):
         table = params_lib.get_param("embed_tokens", (c.vocab_size, c.hidden_size), dtype,
                                      jax.nn.initializers.normal(c.init_std))
         x = jnp.take(table, tokens, axis=0)
+        # The rotary tables once for all layers (not recomputed and saved per layer).
+        cos_sin = rotary_cos_sin(positions, c.dims, c.rope_theta)
         x = _blocks.run_blocks(lambda: _Block(c, name="layers"), c.num_layers,
-                               c.scan_layers, x, positions, index)
+                               c.scan_layers, x, cos_sin, index)
         x = RMSNorm(-1, c.rms_norm_eps, name="norm")(x)
         if c.tie_word_embeddings:
             return x @ table.T
@@ -196,11 +198,11 @@ class _Block(Module):
         super().__init__(name=name)
         self.config = config
 
-    def __call__(self, x: jax.Array, positions: jax.Array,
+    def __call__(self, x: jax.Array, cos_sin: tuple[jax.Array, jax.Array],
                  index: jax.Array | None) -> jax.Array:
         c = self.config
         h = RMSNorm(-1, c.rms_norm_eps, name="input_layernorm")(x)
-        x = x + _Attention(c, name="self_attn")(h, positions, index)
+        x = x + _Attention(c, name="self_attn")(h, cos_sin, index)
         h = RMSNorm(-1, c.rms_norm_eps, name="post_attention_layernorm")(x)
         return x + _MLP(c, name="mlp")(h)
 
@@ -212,7 +214,7 @@ class _Attention(Module):
         super().__init__(name=name)
         self.config = config
 
-    def __call__(self, x: jax.Array, positions: jax.Array,
+    def __call__(self, x: jax.Array, cos_sin: tuple[jax.Array, jax.Array],
                  index: jax.Array | None) -> jax.Array:
         c = self.config
         b, t, _ = x.shape
@@ -221,8 +223,8 @@ class _Attention(Module):
         q = Linear(heads * dims, c.attention_bias, w_init, name="q_proj")(x)
         k = Linear(kv_heads * dims, c.attention_bias, w_init, name="k_proj")(x)
         v = Linear(kv_heads * dims, c.attention_bias, w_init, name="v_proj")(x)
-        q = apply_rotary(q.reshape(b, t, heads, dims), positions, theta=c.rope_theta)
-        k = apply_rotary(k.reshape(b, t, kv_heads, dims), positions, theta=c.rope_theta)
+        q = apply_rotary(q.reshape(b, t, heads, dims), cos_sin=cos_sin)
+        k = apply_rotary(k.reshape(b, t, kv_heads, dims), cos_sin=cos_sin)
         v = v.reshape(b, t, kv_heads, dims)
         out = _causal_attention.attend(q, k, v, index, c.cache_size, c.sliding_window)
         return Linear(c.hidden_size, c.attention_out_bias, w_init,

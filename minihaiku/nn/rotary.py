@@ -7,7 +7,9 @@ from minihaiku import errors
 from minihaiku.module import Module
 
 
-def apply_rotary(x: jax.Array, positions: jax.Array, *, theta: float = 10000.0) -> jax.Array:
+def apply_rotary(x: jax.Array, positions: jax.Array | None = None, *,
+                 theta: float = 10000.0,
+                 cos_sin: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
     """Rotates ``x`` by its positions: rotary position embedding (RoPE).
 
     ``x`` is ``[..., T, num_heads, head_dim]`` and ``positions`` holds the
@@ -23,11 +25,18 @@ def apply_rotary(x: jax.Array, positions: jax.Array, *, theta: float = 10000.0) 
     paper), so checkpoints of that family load unchanged. Angles, cosines and
     sines are computed in float32 and cast to ``x``'s dtype, as there.
 
+    A deep net computes the tables once with :func:`rotary_cos_sin` and
+    passes them to every layer as ``cos_sin`` instead of ``positions``: the
+    same numbers, without recomputing them (and saving them for the
+    gradient) in each layer.
+
     Args:
       x: ``[..., T, num_heads, head_dim]``, ``head_dim`` even.
       positions: integer (or float) positions broadcasting to ``x.shape[:-2]``.
       theta: the base of the frequencies (``rope_theta``; Llama 2: 10000,
         Llama 3: 500000).
+      cos_sin: instead of ``positions`` (and ``theta``): the tables
+        :func:`rotary_cos_sin` returns for them.
 
     Returns:
       An array of ``x``'s shape and dtype.
@@ -38,29 +47,51 @@ def apply_rotary(x: jax.Array, positions: jax.Array, *, theta: float = 10000.0) 
       q = mh.nn.apply_rotary(q, jnp.arange(5))         # position 0 is left as it is
     """
     x = jnp.asarray(x)
-    positions = jnp.asarray(positions)
+    if (positions is None) == (cos_sin is None):
+        raise errors.InvalidArgumentError(
+            "apply_rotary needs exactly one of positions and cos_sin, got "
+            f"{'both' if cos_sin is not None else 'neither'}. Fix: pass the positions, or "
+            "the tables of rotary_cos_sin(positions, head_dim, theta).")
     if x.ndim < 3 or x.shape[-1] % 2:
         raise errors.ModuleInputError(
             f"apply_rotary got x of shape {x.shape}; it needs [..., T, num_heads, "
             "head_dim] with an even head_dim. Fix: split the heads first, e.g. "
             "x.reshape(batch, T, num_heads, head_dim).")
+    cos, sin = cos_sin if cos_sin is not None else rotary_cos_sin(
+        positions, x.shape[-1], theta)  # type: ignore[arg-type]
     try:
-        jnp.broadcast_shapes(positions.shape, x.shape[:-2])
+        jnp.broadcast_shapes(cos.shape[:-1], x.shape[:-2])
     except ValueError:
         raise errors.ModuleInputError(
-            f"apply_rotary got positions of shape {positions.shape} for x of shape "
+            f"apply_rotary got positions of shape {cos.shape[:-1]} for x of shape "
             f"{x.shape}; positions must broadcast to x.shape[:-2] = {x.shape[:-2]}. "
             "Fix: pass one position per step, e.g. jnp.arange(T).") from None
-    cos, sin = _cos_sin(positions, x.shape[-1], theta)
+    if cos.shape[-1] != x.shape[-1]:
+        raise errors.ModuleInputError(
+            f"apply_rotary got cos_sin tables of size {cos.shape[-1]} for x of shape "
+            f"{x.shape}. Fix: build them with rotary_cos_sin(positions, {x.shape[-1]}, theta).")
     cos, sin = cos[..., None, :].astype(x.dtype), sin[..., None, :].astype(x.dtype)
     half = x.shape[-1] // 2
     rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
     return x * cos + rotated * sin
 
 
-def _cos_sin(positions: jax.Array, dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
-    """``cos`` and ``sin`` ``positions.shape + (dim,)`` of the angles, in float32."""
-    inv_freq = 1.0 / (theta ** (jnp.arange(0, dim, 2, dtype=jnp.float32) / dim))
+def rotary_cos_sin(positions: jax.Array, head_dim: int,
+                   theta: float = 10000.0) -> tuple[jax.Array, jax.Array]:
+    """The float32 tables ``(cos, sin)``, each ``positions.shape + (head_dim,)``, of RoPE.
+
+    Entry ``[..., i]`` and ``[..., i + head_dim/2]`` are the cosine (sine)
+    of ``position * theta ** (-2i / head_dim)``. Pass them to
+    :func:`apply_rotary` as ``cos_sin`` to rotate many tensors (all layers'
+    queries and keys) at the same positions.
+
+    Example::
+
+      cos, sin = mh.nn.rotary_cos_sin(jnp.arange(5), 8)            # [5, 8] each
+      q = mh.nn.apply_rotary(jnp.ones([1, 5, 2, 8]), cos_sin=(cos, sin))
+    """
+    positions = jnp.asarray(positions)
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
     angles = positions.astype(jnp.float32)[..., None] * inv_freq
     angles = jnp.concatenate([angles, angles], axis=-1)
     return jnp.cos(angles), jnp.sin(angles)
