@@ -173,17 +173,20 @@ def _decode_rows(rows, params, prompt):
     cache_shape = (CONFIG.num_layers, prompt.shape[0], config.cache_size, CONFIG.kv_heads,
                    CONFIG.dims)
 
+    empty = nets.init_cache(f, prompt)
+
     def mh_generate():
-        logits, state = mh_step(params, nets.init_cache(f, prompt), prompt)
+        logits, state = mh_step(params, empty, prompt)
         out = []
         for _ in range(NEW_TOKENS):
             out.append(jnp.argmax(logits[:, -1], -1))
             logits, state = mh_step(params, state, out[-1][:, None])
         return jnp.stack(out, 1)
 
+    raw_empty = (jnp.zeros(cache_shape), jnp.zeros(cache_shape), jnp.int32(0))
+
     def raw_generate():
-        cache = (jnp.zeros(cache_shape), jnp.zeros(cache_shape), jnp.int32(0))
-        logits, cache = raw_step(raw, cache, prompt)
+        logits, cache = raw_step(raw, raw_empty, prompt)
         out = []
         for _ in range(NEW_TOKENS):
             out.append(jnp.argmax(logits[:, -1], -1))
@@ -200,17 +203,21 @@ def _decode_rows(rows, params, prompt):
 
 
 _MEASURE = r"""
-import json, resource, sys, time
+import json, sys, time
 import jax, numpy as np
 jax.devices()
 import minihaiku as mh
 from minihaiku import interop
 from safetensors.numpy import load_file
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
+
+def status(field):
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith(field + ":"))
+
 how, path = sys.argv[1], sys.argv[2]
-before = rss()
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # Resets the peak (VmHWM) to the current RSS.
+before = status("VmRSS")
 start = time.perf_counter()
 if how == "numpy":
     out = load_file(path + "/model.safetensors")
@@ -223,8 +230,7 @@ else:
     out = interop.load_hf(path, mesh=mesh, rules=rules)[1]
     jax.block_until_ready(out)
 seconds = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"seconds": seconds, "growth": peak - before}))
+print(json.dumps({"seconds": seconds, "growth": status("VmHWM") - before}))
 """
 
 

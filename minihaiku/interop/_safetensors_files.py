@@ -20,6 +20,7 @@ from safetensors import SafetensorError, safe_open
 from minihaiku import errors
 
 SINGLE = "model.safetensors"
+_BLOCK_BYTES = 1 << 16  # Per block of rows read: small enough to stay in cache.
 INDEX = "model.safetensors.index.json"
 DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16,
           "BF16": ml_dtypes.bfloat16, "I64": np.int64, "I32": np.int32,
@@ -56,13 +57,39 @@ class TensorFiles:
                     f"'{index_file}' maps tensor '{name}' to '{file}', which does not "
                     "hold it. Fix: rewrite the index (or re-save the checkpoint).")
 
-    def read(self, name: str, index: tuple[slice, ...] | None = None) -> np.ndarray:
-        """Tensor ``name`` (or its slice ``index``) as a host array."""
+    def read(self, name: str, index: tuple[slice, ...], dtype: Any, *,
+             transpose: bool = False, out: np.ndarray | None = None) -> np.ndarray:
+        """The slice ``index`` of tensor ``name`` as a host array of ``dtype``.
+
+        The tensor is read in blocks of rows into a 64-byte aligned array,
+        which JAX on CPU adopts without a copy. With ``transpose``, the tensor
+        is 2-D and ``index`` slices its transpose: each block is transposed
+        into place (numpy's whole-array transposed copy is cache-hostile and
+        several times slower). Writes into ``out`` when given.
+        """
         path = os.path.join(self.directory, self.file[name])
+        full = self.shape[name]
         try:
             with safe_open(path, framework="numpy") as f:
                 tensor = f.get_slice(name)
-                return tensor[index] if index is not None else tensor[:]
+                if not full:  # A scalar: nothing to block or align.
+                    return np.asarray(tensor[()], dtype)
+                rows, rest = (index[1], index[:1]) if transpose else (index[0], index[1:])
+                first, stop, _ = rows.indices(full[0])
+                if out is None:
+                    sizes = [len(range(*s.indices(n))) for s, n in zip(rest, full[1:],
+                                                                        strict=True)]
+                    shape = (*sizes, stop - first) if transpose else (stop - first, *sizes)
+                    out = aligned_empty(tuple(shape), dtype)
+                step = max(1, _BLOCK_BYTES // max(1, int(np.prod(full[1:])) * 4))
+                for start in range(first, stop, step):
+                    end = min(start + step, stop)
+                    block = tensor[(slice(start, end),) + tuple(rest)]
+                    if transpose:
+                        out[:, start - first:end - first] = block.T
+                    else:
+                        out[start - first:end - first] = block
+                return out
         except (SafetensorError, OSError) as e:
             raise errors.CheckpointError(
                 f"load_hf could not read tensor '{name}' from '{path}': {e}. Fix: check "
@@ -122,3 +149,12 @@ def _cut_tensors(path: str) -> str:
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return ""
     return f"; truncated: tensors {cut} end past its {size} bytes" if cut else ""
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: Any, align: int = 64) -> np.ndarray:
+    """An uninitialised array whose data starts on an ``align``-byte boundary."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(size + align, np.uint8)
+    offset = -raw.ctypes.data % align
+    return raw[offset:offset + size].view(dtype).reshape(shape)

@@ -1,5 +1,6 @@
 """``load_hf`` / ``save_hf``: Hugging Face checkpoint directories for ``mh.nets`` decoders."""
 
+import dataclasses
 import functools
 import json
 import os
@@ -16,7 +17,7 @@ from safetensors.numpy import save_file
 
 from minihaiku import errors, sharding
 from minihaiku.interop import _hf_config, _hf_names
-from minihaiku.interop._safetensors_files import INDEX, SINGLE, TensorFiles
+from minihaiku.interop._safetensors_files import INDEX, SINGLE, TensorFiles, aligned_empty
 from minihaiku.nets.gpt2 import GPT2, GPT2Config
 from minihaiku.nets.llama import Llama
 from minihaiku.transform import transform
@@ -177,8 +178,14 @@ def _read_config(directory: str) -> dict:
 
 
 def _param_shapes(config: _hf_config.NetConfig) -> dict[str, jax.ShapeDtypeStruct]:
+    """Path -> shape of the net's params, in creation order.
+
+    Traced with the blocks stacked (one block to trace, whatever the depth);
+    unrolled paths are the stacked ones with ``<block>_0`` renumbered.
+    """
+    stacked = dataclasses.replace(config, scan_layers=True)
     net: type = GPT2 if isinstance(config, GPT2Config) else Llama
-    f = transform(lambda t: net(config)(t))
+    f = transform(lambda t: net(stacked)(t))
     order: list[str] = []
 
     def init(tokens: jax.Array) -> dict:
@@ -187,7 +194,20 @@ def _param_shapes(config: _hf_config.NetConfig) -> dict[str, jax.ShapeDtypeStruc
         return params
 
     shapes = jax.eval_shape(init, jnp.zeros((1, 1), jnp.int32))
-    return {path: shapes[path] for path in order}
+    if config.scan_layers:
+        return {path: shapes[path] for path in order}
+    block = "/h_0/" if isinstance(config, GPT2Config) else "/layers_0/"
+    in_block = [path for path in order if block in path]
+    out = {}
+    for path in order:  # Unrolled, init makes layer 0's params, then layer 1's, ...
+        if block not in path:
+            out[path] = shapes[path]
+        elif path == in_block[0]:
+            for i in range(config.num_layers):
+                for p in in_block:
+                    one = jax.ShapeDtypeStruct(shapes[p].shape[1:], shapes[p].dtype)
+                    out[p.replace(block, block.replace("_0/", f"_{i}/"), 1)] = one
+    return out
 
 
 def _hf_shape(entry: _hf_names.Entry, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -226,21 +246,18 @@ def _reader(tensors: TensorFiles, entry: _hf_names.Entry, actual: dict[str, str]
             shape: tuple[int, ...], dtype: Any) -> Callable[[_Index | None], np.ndarray]:
     """The ``make_array_from_callback`` callback: the slice ``index`` of one param."""
 
-    def one(name: str, index: _Index) -> np.ndarray:
-        if entry.transpose:
-            return tensors.read(actual[name], index[::-1]).T.astype(dtype)
-        return tensors.read(actual[name], index).astype(dtype, copy=False)
-
     def read(index: _Index | None) -> np.ndarray:
         index = tuple(index or ()) + (slice(None),) * (len(shape) - len(index or ()))
         if not entry.stacked:
-            return np.ascontiguousarray(one(entry.names[0], index))
+            return tensors.read(actual[entry.names[0]], index, dtype, transpose=entry.transpose)
         layers = range(shape[0])[index[0]]
-        first = one(entry.names[layers[0]], index[1:])
-        out = np.empty((len(layers),) + first.shape, first.dtype)
-        out[0] = first
+        one = tensors.read(actual[entry.names[layers[0]]], index[1:], dtype,
+                           transpose=entry.transpose)
+        out = aligned_empty((len(layers),) + one.shape, one.dtype)
+        out[0] = one
         for i, layer in enumerate(layers[1:], 1):
-            out[i] = one(entry.names[layer], index[1:])
+            tensors.read(actual[entry.names[layer]], index[1:], dtype,
+                         transpose=entry.transpose, out=out[i])
         return out
 
     return read

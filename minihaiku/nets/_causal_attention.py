@@ -50,10 +50,9 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, index: jax.Array | None,
 
 def _visible(query_pos: jax.Array, key_pos: jax.Array, window: int | None) -> jax.Array:
     """``[T, S]``: key ``j`` is visible to query ``i`` (causal, within the window)."""
-    delta = query_pos[:, None] - key_pos[None, :]
-    visible = delta >= 0
+    visible = key_pos[None, :] <= query_pos[:, None]
     if window is not None:
-        visible = visible & (delta < window)
+        visible = visible & (query_pos[:, None] - key_pos[None, :] < window)
     return visible
 
 
