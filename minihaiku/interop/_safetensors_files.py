@@ -5,8 +5,9 @@ A directory holds ``model.safetensors`` or, when sharded,
 each tensor. Headers (names, shapes, dtypes) are read up front, so every
 check happens before any tensor is; a tensor (or the slice of it one device
 needs) is read by opening its file memory-mapped just for that read, so the
-pages it touched leave the process with the mapping and the host holds one
-tensor at a time.
+pages it touched leave the process with the mapping (at most 16 MiB of
+them at a time), and the host holds about one tensor beyond the loaded
+params.
 """
 
 import json
@@ -21,6 +22,7 @@ from minihaiku import errors
 
 SINGLE = "model.safetensors"
 _BLOCK_BYTES = 1 << 16  # Per block of rows read: small enough to stay in cache.
+_MAP_BYTES = 1 << 24  # Per mapping of a file (see TensorFiles.read).
 INDEX = "model.safetensors.index.json"
 DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16,
           "BF16": ml_dtypes.bfloat16, "I64": np.int64, "I32": np.int32,
@@ -70,26 +72,32 @@ class TensorFiles:
         path = os.path.join(self.directory, self.file[name])
         full = self.shape[name]
         try:
-            with safe_open(path, framework="numpy") as f:
-                tensor = f.get_slice(name)
-                if not full:  # A scalar: nothing to block or align.
-                    return np.asarray(tensor[()], dtype)
-                rows, rest = (index[1], index[:1]) if transpose else (index[0], index[1:])
-                first, stop, _ = rows.indices(full[0])
-                if out is None:
-                    sizes = [len(range(*s.indices(n))) for s, n in zip(rest, full[1:],
-                                                                        strict=True)]
-                    shape = (*sizes, stop - first) if transpose else (stop - first, *sizes)
-                    out = aligned_empty(tuple(shape), dtype)
-                step = max(1, _BLOCK_BYTES // max(1, int(np.prod(full[1:])) * 4))
-                for start in range(first, stop, step):
-                    end = min(start + step, stop)
-                    block = tensor[(slice(start, end),) + tuple(rest)]
-                    if transpose:
-                        out[:, start - first:end - first] = block.T
-                    else:
-                        out[start - first:end - first] = block
-                return out
+            if not full:  # A scalar: nothing to block or align.
+                with safe_open(path, framework="numpy") as f:
+                    return np.asarray(f.get_slice(name)[()], dtype)
+            rows, rest = (index[1], index[:1]) if transpose else (index[0], index[1:])
+            first, stop, _ = rows.indices(full[0])
+            if out is None:
+                sizes = [len(range(*s.indices(n))) for s, n in zip(rest, full[1:], strict=True)]
+                shape = (*sizes, stop - first) if transpose else (stop - first, *sizes)
+                out = aligned_empty(tuple(shape), dtype)
+            row_bytes = max(1, int(np.prod(full[1:])) * self.dtype[name].itemsize)
+            step = max(1, _BLOCK_BYTES // row_bytes)
+            per_map = max(step, _MAP_BYTES // row_bytes)
+            # The file's pages a mapping touched count in the process's memory
+            # until it is closed: remap every _MAP_BYTES so they never add up
+            # to a whole tensor.
+            for mapped in range(first, stop, per_map):
+                with safe_open(path, framework="numpy") as f:
+                    tensor = f.get_slice(name)
+                    for start in range(mapped, min(mapped + per_map, stop), step):
+                        end = min(start + step, stop)
+                        block = tensor[(slice(start, end),) + tuple(rest)]
+                        if transpose:
+                            out[:, start - first:end - first] = block.T
+                        else:
+                            out[start - first:end - first] = block
+            return out
         except (SafetensorError, OSError) as e:
             raise errors.CheckpointError(
                 f"load_hf could not read tensor '{name}' from '{path}': {e}. Fix: check "

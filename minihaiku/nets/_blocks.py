@@ -9,6 +9,8 @@ import jax.numpy as jnp
 
 from minihaiku import errors
 from minihaiku.lifted.layer_stack import layer_stack
+from minihaiku.module import Module
+from minihaiku.nets import _causal_attention
 
 
 def run_blocks(make_block: Callable[[], Callable], num_layers: int, scan_layers: bool,
@@ -45,12 +47,38 @@ def _optional(config: Any, field: str) -> bool:
     return default is None
 
 
-def check_tokens(where: str, tokens: jax.Array) -> jax.Array:
-    """``tokens`` as an array, after checking it is int ``[batch, T]``."""
+class Part(Module):
+    """A module of a net (a block, its attention, its MLP) holding the net's config."""
+
+    def __init__(self, config: Any, name: str | None = None):
+        super().__init__(name=name)
+        self.config = config
+
+
+def check_net_config(net: Module, config: Any, kind: type) -> None:
+    """Refuses a config of another type than ``kind`` for ``net``."""
+    if not isinstance(config, kind):
+        raise errors.InvalidArgumentError(
+            f"{type(net).__name__} at '{net.module_path}' got config of type "
+            f"{type(config).__name__}. Fix: pass an mh.nets.{kind.__name__}.")
+
+
+def start(where: str, tokens: Any, positions: Any, decode: bool,
+          cache_size: int | None) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """Checks ``tokens`` (int ``[batch, T]``); returns them, the positions and the cache index.
+
+    With ``decode``, the index is the number of positions already cached
+    (and the cache counter advances by ``T``); default positions continue
+    from it.
+    """
     tokens = jnp.asarray(tokens)
     if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
         raise errors.ModuleInputError(
             f"{where} got tokens of shape {tokens.shape} and dtype {tokens.dtype}; it "
             "needs int ids of shape [batch, T]. Fix: e.g. tokens[None] for one "
             "sequence, tokens.astype(jnp.int32) for floats.")
-    return tokens
+    t = tokens.shape[1]
+    index = _causal_attention.next_index(where, cache_size, t) if decode else None
+    if positions is None:
+        positions = jnp.arange(t)[None] + (0 if index is None else index)
+    return tokens, jnp.asarray(positions), index

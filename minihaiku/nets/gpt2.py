@@ -108,10 +108,7 @@ class GPT2(Module):
           name: module name, default ``GPT2``.
         """
         super().__init__(name=name)
-        if not isinstance(config, GPT2Config):
-            raise errors.InvalidArgumentError(
-                f"GPT2 at '{self.module_path}' got config of type "
-                f"{type(config).__name__}. Fix: pass an mh.nets.GPT2Config.")
+        _blocks.check_net_config(self, config, GPT2Config)
         self.config = config
 
     def __call__(self, tokens: jax.Array, positions: jax.Array | None = None, *,
@@ -127,29 +124,22 @@ class GPT2(Module):
         """
         c = self.config
         where = f"GPT2 at '{self.module_path}'"
-        tokens = _blocks.check_tokens(where, tokens)
-        t = tokens.shape[1]
-        index = _causal_attention.next_index(where, c.cache_size, t) if decode else None
-        if positions is None:
-            positions = jnp.arange(t)[None] + (0 if index is None else index)
+        tokens, positions, index = _blocks.start(where, tokens, positions, decode,
+                                                 c.cache_size)
         dtype = jnp.dtype(c.dtype)
         init = jax.nn.initializers.normal(c.init_std)
         wte = params_lib.get_param("wte", (c.vocab_size, c.hidden_size), dtype, init)
         wpe = params_lib.get_param("wpe", (c.max_position_embeddings, c.hidden_size),
                                    dtype, init)
-        x = jnp.take(wte, tokens, axis=0) + jnp.take(wpe, jnp.asarray(positions), axis=0)
+        x = jnp.take(wte, tokens, axis=0) + jnp.take(wpe, positions, axis=0)
         x = _blocks.run_blocks(lambda: _Block(c, name="h"), c.num_layers, c.scan_layers,
                                x, index)
         x = LayerNorm(-1, eps=c.layer_norm_eps, name="ln_f")(x)
         return x @ wte.T
 
 
-class _Block(Module):
+class _Block(_blocks.Part):
     """One pre-norm block: attention then MLP, each added to the residual stream."""
-
-    def __init__(self, config: GPT2Config, name: str | None = None):
-        super().__init__(name=name)
-        self.config = config
 
     def __call__(self, x: jax.Array, index: jax.Array | None) -> jax.Array:
         c = self.config
@@ -159,12 +149,8 @@ class _Block(Module):
         return x + _MLP(c, name="mlp")(h)
 
 
-class _Attention(Module):
+class _Attention(_blocks.Part):
     """Causal multi-head self-attention with one fused q, k, v projection."""
-
-    def __init__(self, config: GPT2Config, name: str | None = None):
-        super().__init__(name=name)
-        self.config = config
 
     def __call__(self, x: jax.Array, index: jax.Array | None) -> jax.Array:
         c = self.config
@@ -177,12 +163,8 @@ class _Attention(Module):
         return Linear(d, True, w_init, name="c_proj")(out.reshape(b, t, d))
 
 
-class _MLP(Module):
+class _MLP(_blocks.Part):
     """``c_proj(activation(c_fc(x)))``."""
-
-    def __init__(self, config: GPT2Config, name: str | None = None):
-        super().__init__(name=name)
-        self.config = config
 
     def __call__(self, x: jax.Array) -> jax.Array:
         c = self.config

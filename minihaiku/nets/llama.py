@@ -150,10 +150,7 @@ class Llama(Module):
           name: module name, default ``Llama``.
         """
         super().__init__(name=name)
-        if not isinstance(config, LlamaConfig):
-            raise errors.InvalidArgumentError(
-                f"Llama at '{self.module_path}' got config of type "
-                f"{type(config).__name__}. Fix: pass an mh.nets.LlamaConfig.")
+        _blocks.check_net_config(self, config, LlamaConfig)
         self.config = config
 
     def __call__(self, tokens: jax.Array, positions: jax.Array | None = None, *,
@@ -168,11 +165,8 @@ class Llama(Module):
         """
         c = self.config
         where = f"Llama at '{self.module_path}'"
-        tokens = _blocks.check_tokens(where, tokens)
-        t = tokens.shape[1]
-        index = _causal_attention.next_index(where, c.cache_size, t) if decode else None
-        if positions is None:
-            positions = jnp.arange(t)[None] + (0 if index is None else index)
+        tokens, positions, index = _blocks.start(where, tokens, positions, decode,
+                                                 c.cache_size)
         dtype = jnp.dtype(c.dtype)
         table = params_lib.get_param("embed_tokens", (c.vocab_size, c.hidden_size), dtype,
                                      jax.nn.initializers.normal(c.init_std))
@@ -191,12 +185,8 @@ def _w_init(c: LlamaConfig) -> jax.nn.initializers.Initializer:
     return jax.nn.initializers.normal(c.init_std)
 
 
-class _Block(Module):
+class _Block(_blocks.Part):
     """One pre-norm block: attention then MLP, each added to the residual stream."""
-
-    def __init__(self, config: LlamaConfig, name: str | None = None):
-        super().__init__(name=name)
-        self.config = config
 
     def __call__(self, x: jax.Array, cos_sin: tuple[jax.Array, jax.Array],
                  index: jax.Array | None) -> jax.Array:
@@ -207,12 +197,8 @@ class _Block(Module):
         return x + _MLP(c, name="mlp")(h)
 
 
-class _Attention(Module):
+class _Attention(_blocks.Part):
     """Grouped-query self-attention with rotary embeddings and the decoding cache."""
-
-    def __init__(self, config: LlamaConfig, name: str | None = None):
-        super().__init__(name=name)
-        self.config = config
 
     def __call__(self, x: jax.Array, cos_sin: tuple[jax.Array, jax.Array],
                  index: jax.Array | None) -> jax.Array:
@@ -231,12 +217,8 @@ class _Attention(Module):
                       name="o_proj")(out.reshape(b, t, heads * dims))
 
 
-class _MLP(Module):
+class _MLP(_blocks.Part):
     """SwiGLU: ``down(silu(gate(x)) * up(x))``."""
-
-    def __init__(self, config: LlamaConfig, name: str | None = None):
-        super().__init__(name=name)
-        self.config = config
 
     def __call__(self, x: jax.Array) -> jax.Array:
         c = self.config
