@@ -194,7 +194,7 @@ def _decode_rows(rows, params, prompt):
         return jnp.stack(out, 1)
 
     np.testing.assert_array_equal(mh_generate(), raw_generate())
-    t = timing.interleaved({"raw": raw_generate, "mh": mh_generate}, calls=1, rounds=5)
+    t = timing.interleaved({"raw": raw_generate, "mh": mh_generate}, calls=2, rounds=10)
     tokens = NEW_TOKENS * prompt.shape[0]
     rows.append((f"Llama greedy decoding with the KV cache, {NEW_TOKENS} tokens after a "
                  f"{PROMPT}-token prompt, batch {prompt.shape[0]}",
