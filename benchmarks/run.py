@@ -4,6 +4,7 @@
     python -m benchmarks.run --write_results  # also rewrite benchmarks/RESULTS.md
     python -m benchmarks.run --only=eager,micro
     python -m benchmarks.run --only=transformer
+    python -m benchmarks.run --only=llama
 """
 
 import datetime
@@ -13,11 +14,20 @@ import platform
 import jax
 from absl import app, flags
 
-from benchmarks import convnet, eager, interceptors, lifted, micro, train_step, transformer
+from benchmarks import (
+    convnet,
+    eager,
+    interceptors,
+    lifted,
+    llama,
+    micro,
+    train_step,
+    transformer,
+)
 
 _SECTIONS = {"eager": eager.run, "micro": micro.run, "train_step": train_step.run,
              "lifted": lifted.run, "convnet": convnet.run, "transformer": transformer.run,
-             "interceptors": interceptors.run}
+             "interceptors": interceptors.run, "llama": llama.run}
 _ONLY = flags.DEFINE_list("only", list(_SECTIONS), f"sections to run, of {list(_SECTIONS)}")
 _WRITE = flags.DEFINE_bool("write_results", False, "rewrite benchmarks/RESULTS.md")
 

@@ -8,8 +8,10 @@ from minihaiku import (
     config,  # noqa: F401  (mh.config)
     data,  # noqa: F401  (mh.data)
     debug,  # noqa: F401  (mh.debug)
+    interop,  # noqa: F401  (mh.interop)
     io,  # noqa: F401  (mh.io)
     lifted,  # noqa: F401  (mh.lifted)
+    nets,  # noqa: F401  (mh.nets)
     nn,  # noqa: F401  (mh.nn)
     precision,  # noqa: F401  (mh.precision)
     sharding,  # noqa: F401  (mh.sharding)
@@ -71,7 +73,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     # Sub-packages.
-    "config", "data", "debug", "io", "lifted", "nn", "precision", "sharding",
+    "config", "data", "debug", "interop", "io", "lifted", "nets", "nn", "precision",
+    "sharding",
     # Errors.
     "MiniHaikuError", "CheckpointError", "CheckpointNotFoundError",
     "InterceptorError", "InvalidArgumentError", "InvalidNameError",

@@ -23,6 +23,7 @@ from minihaiku.nn.recurrent import GRU, LSTM, LSTMState, RNNCore, VanillaRNN
 from minihaiku.nn.recurrent_containers import DeepRNN, ResetCore
 from minihaiku.nn.reshape import Flatten, Reshape
 from minihaiku.nn.rms_norm import RMSNorm
+from minihaiku.nn.rotary import RotaryEmbedding, apply_rotary, rotary_cos_sin
 from minihaiku.nn.sequential import Sequential
 from minihaiku.nn.unroll import dynamic_unroll, static_unroll
 
@@ -36,4 +37,6 @@ __all__ = [
     "Conv2DTranspose", "Conv3DTranspose", "ConvNDTranspose", "DepthwiseConv2D",
     "AvgPool", "MaxPool", "avg_pool", "max_pool", "DeepRNN", "ResetCore",
     "Flatten", "Reshape", "Sequential",
+    # Position embeddings.
+    "RotaryEmbedding", "apply_rotary", "rotary_cos_sin",
 ]
