@@ -20,7 +20,7 @@ from minihaiku.interop import _hf_config, _hf_names
 from minihaiku.interop._safetensors_files import INDEX, SINGLE, TensorFiles, aligned_empty
 from minihaiku.nets.gpt2 import GPT2, GPT2Config
 from minihaiku.nets.llama import Llama
-from minihaiku.transform import transform
+from minihaiku._transform import transform
 
 CONFIG = "config.json"
 _Index = tuple[slice, ...]

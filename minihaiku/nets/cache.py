@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from minihaiku import errors
-from minihaiku.transform import TransformedWithState
+from minihaiku._transform import TransformedWithState
 
 
 def init_cache(f: TransformedWithState, *args: Any, **kwargs: Any) -> dict:
