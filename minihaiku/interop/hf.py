@@ -16,11 +16,11 @@ from jax.sharding import Mesh, SingleDeviceSharding
 from safetensors.numpy import save_file
 
 from minihaiku import errors, sharding
+from minihaiku._transform import transform
 from minihaiku.interop import _hf_config, _hf_names
 from minihaiku.interop._safetensors_files import INDEX, SINGLE, TensorFiles, aligned_empty
 from minihaiku.nets.gpt2 import GPT2, GPT2Config
 from minihaiku.nets.llama import Llama
-from minihaiku._transform import transform
 
 CONFIG = "config.json"
 _Index = tuple[slice, ...]
