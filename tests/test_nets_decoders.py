@@ -181,15 +181,15 @@ class LlamaTest(parameterized.TestCase):
             logits, state = step(params, state, None, _TOKENS[:, i:i + 1])
             outs.append(logits)
         np.testing.assert_allclose(jnp.concatenate(outs, axis=1), full, atol=1e-5)
-        self.assertEqual(int(state["~/Llama_0/__call__/cache_index"]), _TOKENS.shape[1])
+        self.assertEqual(int(state["~/Llama_0/cache_index"]), _TOKENS.shape[1])
 
     def test_init_cache_is_the_empty_cache_of_the_documented_shapes(self):
         for scan_layers, lead in ((False, ()), (True, (2,))):
             config = dataclasses.replace(_LLAMA, scan_layers=scan_layers)
             dec = mh.transform_with_state(lambda t, c=config: nets.Llama(c)(t, decode=True))
             state = nets.init_cache(dec, _TOKENS)
-            att = "~/Llama_0/__call__/layers_{}/__call__/self_attn_0/__call__/"
-            want = {"~/Llama_0/__call__/cache_index": ()}
+            att = "~/Llama_0/__call__/layers_{}/__call__/self_attn_0/"  # state: the module's
+            want = {"~/Llama_0/cache_index": ()}
             for i in range(1 if scan_layers else 2):
                 want[att.format(i) + "cached_key"] = lead + (2, 12, 2, 4)  # B, size, kv, D
                 want[att.format(i) + "cached_value"] = lead + (2, 12, 2, 4)

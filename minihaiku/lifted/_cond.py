@@ -80,8 +80,9 @@ def _branch(name, jax_name, index, branches, operands):
             outputs[i] = jax.tree_util.tree_map(
                 lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), out)
             # Checked here, before jax.lax.switch compares the branches itself.
-            if i and _signature(outputs[i]) != _signature(outputs[0]):
-                raise _mismatch_error(name, branches[:i + 1], outputs)
+            first = min(outputs)  # under jax.disable_jit only the taken branch runs
+            if _signature(outputs[i]) != _signature(outputs[first]):
+                raise _mismatch_error(name, branches, outputs)
             _lift.check_nothing_created(lift, inner, params, state)
             if len(starts) == i + 1:
                 starts.append(inner.counters)
@@ -110,6 +111,8 @@ def _mismatch_error(name: str, branches: Sequence[Callable],
     """Names every branch (where it is defined) and the output shapes it returned."""
     lines = []
     for i, branch in enumerate(branches):
+        if i not in outputs:  # not traced yet
+            continue
         code = getattr(branch, "__code__", None)
         where = "" if code is None else f" at {code.co_filename}:{code.co_firstlineno}"
         shapes = jax.tree_util.tree_map(lambda s: f"{s.dtype}{list(s.shape)}", outputs[i])
