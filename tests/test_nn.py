@@ -96,7 +96,7 @@ class LinearTest(parameterized.TestCase):
 
     @parameterized.parameters((3.0,), (-1,), (0,), ("a",), (True,))
     def test_bad_output_size_is_an_error_at_construction(self, size):
-        with self.assertRaisesRegex(mh.ModuleInputError, "Linear_0.*output_size.*positive int"):
+        with self.assertRaisesRegex(mh.InvalidArgumentError, "Linear_0.*output_size.*int >= 1"):
             mh.transform(lambda: mh.nn.Linear(size)).init(_KEY)
 
     def test_integer_input_is_an_error(self):
@@ -160,7 +160,7 @@ class MLPTest(parameterized.TestCase):
             mh.transform(lambda x: mh.nn.MLP([])(x)).init(_KEY, jnp.ones([1, 2]))
 
     def test_b_init_without_bias_is_an_error(self):
-        with self.assertRaisesRegex(mh.ModuleInputError, "MLP_0.*b_init.*with_bias=False"):
+        with self.assertRaisesRegex(mh.InvalidArgumentError, "MLP_0.*b_init.*with_bias=False"):
             mh.transform(lambda: mh.nn.MLP([2], with_bias=False,
                                            b_init=jax.nn.initializers.ones)).init(_KEY)
 

@@ -126,7 +126,7 @@ class AttentionTest(parameterized.TestCase):
     def test_bad_input_names_module_and_fix(self):
         x = jnp.ones([2, 5, 8])
         cases = [
-            (lambda: _mha(4, 2, W_INIT, num_kv_heads=3)(x, x, x), mh.ModuleInputError,
+            (lambda: _mha(4, 2, W_INIT, num_kv_heads=3)(x, x, x), mh.InvalidArgumentError,
              "MultiHeadAttention_0.*num_heads=4 is not a multiple of num_kv_heads=3.*Fix"),
             (lambda: _mha(2, 2, W_INIT)(x, x, x[:, :4]), mh.ModuleInputError,
              r"MultiHeadAttention_0.*key \(2, 5, 8\) and value \(2, 4, 8\).*Fix"),
