@@ -9,7 +9,8 @@ import optax
 from absl.testing import absltest, parameterized
 
 import minihaiku as mh
-from _haiku_compare import KEY, assert_close, check_values_and_grads, randn, randomize
+from helpers import assert_close
+from helpers.haiku_compare import KEY, compare, randn, randomize
 
 W_INIT = jax.nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
 _HK_W_INIT = hk.initializers.VarianceScaling(1.0, "fan_in", "truncated_normal")
@@ -57,8 +58,7 @@ class HaikuEquivalenceTest(parameterized.TestCase):
         if masked:  # Haiku's [..., 1, T, S] layout, one query seeing nothing at all
             mask = jax.random.bernoulli(jax.random.PRNGKey(5), 0.6, lead + (1, t, s))
             mask = mask.at[(0,) * len(lead) + (0, 0)].set(False)
-        check_values_and_grads(
-            self,
+        compare(
             lambda q, kv: _mha(heads, key_size, W_INIT, value_size, model_size)(q, kv, kv, mask),
             lambda q, kv: hk.MultiHeadAttention(heads, key_size, w_init=_HK_W_INIT,
                                                 value_size=value_size,

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
 
-import haiku_ref as ref
 import minihaiku as mh
+from helpers import haiku_compare as ref
 
 _L = "~/Linear_{}/__call__/"
 

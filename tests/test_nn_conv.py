@@ -12,8 +12,8 @@ import optax
 import pytest
 from absl.testing import absltest, parameterized
 
-import haiku_ref as ref
 import minihaiku as mh
+from helpers import haiku_compare as ref
 
 _CONV = "~/Conv2D_0/__call__/"
 

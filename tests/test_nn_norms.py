@@ -8,7 +8,8 @@ import numpy as np
 from absl.testing import absltest, parameterized
 
 import minihaiku as mh
-from _haiku_compare import KEY, assert_close, check_values_and_grads, randn, randomize
+from helpers import assert_close
+from helpers.haiku_compare import KEY, compare, randn, randomize
 
 
 def _params_of(prefix, names):
@@ -30,8 +31,8 @@ class RMSNormTest(parameterized.TestCase):
     @parameterized.parameters((-1, None), ((1, 2), None), ((1, 2), (1, 2)), (slice(1, None), 1))
     def test_matches_haiku_values_and_grads(self, axis, param_axis):
         x = randn(0, [2, 3, 4]) * 3 + 1
-        check_values_and_grads(
-            self, lambda x: mh.nn.RMSNorm(axis, 1e-3, param_axis=param_axis)(x),
+        compare(
+            lambda x: mh.nn.RMSNorm(axis, 1e-3, param_axis=param_axis)(x),
             lambda x: hk.RMSNorm(axis, 1e-3, param_axis=param_axis)(x),
             _params_of("rms_norm", ["scale"]), x)
 
@@ -68,8 +69,7 @@ class GroupNormTest(parameterized.TestCase):
         ("channels_first", [2, 6, 4], 6, 2))
     def test_matches_haiku_values_and_grads(self, data_format, shape, groups, axis):
         x = randn(0, shape) * 2 + 3
-        check_values_and_grads(
-            self,
+        compare(
             lambda x: mh.nn.GroupNorm(groups, axis, eps=1e-3, data_format=data_format)(x),
             lambda x: hk.GroupNorm(groups, axis, eps=1e-3, data_format=data_format)(x),
             _params_of("group_norm", ["scale", "offset"]), x)
@@ -122,8 +122,8 @@ class InstanceNormTest(parameterized.TestCase):
     @parameterized.parameters(("channels_last", [2, 4, 5, 3]), ("channels_first", [2, 3, 4, 5]))
     def test_matches_haiku_values_and_grads(self, data_format, shape):
         x = randn(0, shape) * 2 + 1
-        check_values_and_grads(
-            self, lambda x: mh.nn.InstanceNorm(data_format=data_format)(x),
+        compare(
+            lambda x: mh.nn.InstanceNorm(data_format=data_format)(x),
             lambda x: hk.InstanceNorm(True, True, data_format=data_format)(x),
             _params_of("instance_norm", ["scale", "offset"]), x)
 
@@ -140,15 +140,15 @@ class LayerNormOptionsTest(parameterized.TestCase):
     @parameterized.parameters(((1, 2), (1,)), (-1, -1), ((2,), (1, 2)))
     def test_param_axis_matches_haiku(self, axis, param_axis):
         x = randn(0, [2, 3, 4]) * 2 + 1
-        check_values_and_grads(
-            self, lambda x: mh.nn.LayerNorm(axis, param_axis=param_axis)(x),
+        compare(
+            lambda x: mh.nn.LayerNorm(axis, param_axis=param_axis)(x),
             lambda x: hk.LayerNorm(axis, True, True, param_axis=param_axis)(x),
             _params_of("layer_norm", ["scale", "offset"]), x)
 
     def test_use_fast_variance_matches_haiku(self):
         x = randn(0, [4, 6]) + 2
-        check_values_and_grads(
-            self, lambda x: mh.nn.LayerNorm(-1, True, True, 1e-3, use_fast_variance=True)(x),
+        compare(
+            lambda x: mh.nn.LayerNorm(-1, True, True, 1e-3, use_fast_variance=True)(x),
             lambda x: hk.LayerNorm(-1, True, True, 1e-3, use_fast_variance=True)(x),
             _params_of("layer_norm", ["scale", "offset"]), x)
 

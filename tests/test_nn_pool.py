@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
 
-import haiku_ref as ref
 import minihaiku as mh
+from helpers import haiku_compare as ref
 
 
 def _pool_ref(x, window, strides, padding, reduce):

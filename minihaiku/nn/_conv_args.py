@@ -70,15 +70,17 @@ def fixed_dims(base: type, n: int) -> Callable[..., None]:
     ``inspect.signature`` and ``help`` show is the base's without
     ``num_spatial_dims``, so it is written once.
     """
+    init: Callable[..., None] = vars(base)["__init__"]
+
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         if "num_spatial_dims" in kwargs:
             raise errors.InvalidArgumentError(
                 f"{type(self).__name__} fixes num_spatial_dims={n}; it got "
                 f"num_spatial_dims={kwargs['num_spatial_dims']!r}. Fix: drop it, or "
                 f"use {base.__name__}.")
-        base.__init__(self, n, *args, **kwargs)
+        init(self, n, *args, **kwargs)
 
-    signature = inspect.signature(base.__init__)
+    signature = inspect.signature(init)
     __init__.__signature__ = signature.replace(  # type: ignore[attr-defined]
         parameters=[p for p in signature.parameters.values() if p.name != "num_spatial_dims"])
     __init__.__doc__ = (f"Builds the layer: the arguments of :class:`{base.__name__}` "

@@ -8,7 +8,7 @@ dtype, values) is a ``ModuleInputError``. Both name the module by
 """
 
 import math
-from typing import Any
+from typing import Any, TypeGuard
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +23,7 @@ def where(module: Any) -> str:
     return f"{type(module).__name__} at '{module.module_path}'"
 
 
-def is_int(value: Any) -> bool:
+def is_int(value: Any) -> TypeGuard[int]:
     """A Python int that is not a bool (``True`` is no size)."""
     return isinstance(value, int) and not isinstance(value, bool)
 

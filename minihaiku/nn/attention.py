@@ -58,10 +58,13 @@ class MultiHeadAttention(Module):
     ``value`` must have ``T`` steps too. ``init``'s state is the empty cache,
     so feed a prompt in one call and then one token per call with the same
     jitted apply. A given ``mask`` must then be ``[..., cache_size]`` wide.
-    Writing past ``cache_size`` is an error when the index is concrete; under
-    ``jit`` it is not checked (``jax.lax.dynamic_update_slice`` clamps the
-    index). Under ``mh.lifted.layer_stack`` the cache gets a leading layer
-    axis like every state entry.
+    Under ``mh.lifted.layer_stack`` the cache gets a leading layer axis like
+    every state entry. Writing past ``cache_size`` is a ``ModuleInputError``
+    whenever the index is known on the host: eagerly, also under
+    ``layer_stack`` and the other lifted transforms (the stacked index is
+    read before the scan runs). Under ``jit`` it is not checked:
+    ``jax.lax.dynamic_update_slice`` clamps the write and ``cache_index``
+    stops at ``cache_size``.
 
     Haiku 0.0.17 requires ``w_init`` (it raises without it); so does this.
 
@@ -156,7 +159,7 @@ class MultiHeadAttention(Module):
                 s = self.cache_size
             mask = _mask_4d(where, mask, lead, self.num_heads, t, s)
         if self.cache_size is not None:
-            k, v, visible, s = self._use_cache(where, lead, t, k, v)
+            k, v, visible, s = self._use_cache(where, lead, t, k, v, self.cache_size)
             mask = visible if mask is None else jnp.logical_and(mask, visible)
             is_causal = False  # the cache mask is causal already
         flat = (-1,) + q.shape[-3:]
@@ -171,8 +174,8 @@ class MultiHeadAttention(Module):
         y = Linear(heads * size, self.with_bias, self.w_init, self.b_init, name=name)(x)
         return y.reshape(x.shape[:-1] + (heads, size))
 
-    def _use_cache(self, where, lead, t, k, v):
-        size = self.cache_size
+    def _use_cache(self, where: str, lead: tuple[int, ...], t: int, k: jax.Array,
+                   v: jax.Array, size: int) -> tuple[jax.Array, jax.Array, jax.Array, int]:
         if k.shape[-3] != t:
             raise errors.ModuleInputError(
                 f"{where}: with cache_size set, key/value must have as many steps "

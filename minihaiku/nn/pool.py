@@ -33,7 +33,7 @@ def _full_shape(x: jax.Array, size: Size, channel_axis: int | None, what: str,
         channel = None if channel_axis is None else channel_axis % x.ndim
         return (1,) + tuple(1 if d == channel else size for d in range(1, x.ndim))
     try:
-        sizes = None if isinstance(size, bool) else tuple(size)
+        sizes = None if isinstance(size, int) else tuple(size)  # an int here is a bool
     except TypeError:
         sizes = None
     if sizes is None or not all(_layer_args.is_int(s) and s >= 1 for s in sizes):
