@@ -219,7 +219,7 @@ class DecodingCacheTest(parameterized.TestCase):
                                     "and this call adds 2.*Fix"):
             cached.apply(params, state, None, xs[:, 2:4])
         _, state = cached.apply(params, state, None, xs[:, 2:3])   # exactly full: fine
-        np.testing.assert_array_equal(state[_PRE + "cache_index"], [3, 3] if layers else 3)
+        np.testing.assert_array_equal(state[_STATE + "cache_index"], [3, 3] if layers else 3)
 
     def test_cache_index_stays_at_cache_size_under_jit(self):
         xs = randn(0, [1, 4, 8])
@@ -228,7 +228,7 @@ class DecodingCacheTest(parameterized.TestCase):
         step = jax.jit(cached.apply)
         for _ in range(3):   # 6 tokens into 3 positions: unchecked under jit
             _, state = step(params, state, None, xs[:, :2])
-        np.testing.assert_array_equal(state[_PRE + "cache_index"], [3, 3])
+        np.testing.assert_array_equal(state[_STATE + "cache_index"], [3, 3])
 
     @parameterized.parameters(None, 8)
     def test_mask_that_does_not_fit_is_a_module_input_error(self, cache_size):

@@ -186,7 +186,7 @@ class MultiHeadAttention(Module):
                                        k.dtype, init=jnp.zeros)
         cached_v = state_lib.get_state("cached_value", lead + (size,) + v.shape[-2:],
                                        v.dtype, init=jnp.zeros)
-        written = _written(index, "cache_index")
+        written = _written(index)
         if written is not None and written + t > size:
             raise errors.ModuleInputError(
                 f"{where}: the decoding cache holds {size} positions, "
@@ -205,20 +205,23 @@ class MultiHeadAttention(Module):
         return cached_k, cached_v, visible[None, None], size
 
 
-def _written(index: jax.Array, name: str) -> int | None:
+def _written(index: jax.Array) -> int | None:
     """How many positions the cache holds, if known on the host; else ``None``.
 
     Eagerly the index is concrete. Under a lifted transform (e.g.
     ``layer_stack``) run eagerly it is a traced slice of a concrete stacked
-    entry kept by an enclosing frame, read here before the scan runs: the
-    most written of any layer. Under ``jax.jit`` nothing is concrete.
+    entry that an enclosing frame keeps under the same path, read here
+    before the scan runs: the most written of any layer. Under ``jax.jit``
+    nothing is concrete.
     """
     if not isinstance(index, jax.core.Tracer):
         return int(index)
     stack = frame_lib.frames()
-    path = f"{stack[-1].scope}/{name}"
+    # The entry's path, found by the value get_state returned (only read while
+    # tracing, so its cost never reaches a jitted step).
+    path = next((k for k, v in stack[-1].state.items() if v is index), None)
     for frame in reversed(stack[:-1]):
-        value = frame.state.get(path)
+        value = None if path is None else frame.state.get(path)
         if value is not None and not isinstance(value, jax.core.Tracer):
             return int(np.asarray(value).max())  # on the host: jnp would be traced
     return None

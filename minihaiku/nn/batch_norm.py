@@ -64,7 +64,7 @@ class BatchNorm(Module):
       y, state = f.apply(params, state, None, x, True)
     """
 
-    keeps_float32 = True  # low-precision mean/variance lose what they measure
+    keeps_float32 = True  # statistics in low precision lose what they measure
 
     @_refuse_haiku_order
     def __init__(self, decay_rate: float, eps: float = 1e-5, *,

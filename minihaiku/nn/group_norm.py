@@ -29,7 +29,7 @@ class GroupNorm(Module):
       params = f.init(0, jnp.ones([1, 4, 4, 6]))  # scale, offset: (6,)
     """
 
-    keeps_float32 = True  # low-precision mean/variance lose what they measure
+    keeps_float32 = True  # statistics in low precision lose what they measure
 
     def __init__(self, groups: int, axis: Axes = slice(1, None),
                  create_scale: bool = True, create_offset: bool = True,
