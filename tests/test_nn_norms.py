@@ -202,9 +202,10 @@ class BatchNormOptionsTest(parameterized.TestCase):
         xs = [randn(i, [4, 3, 2, 2]) * (i + 1) + i for i in range(3)]
         params, state = ours.init(KEY, xs[0], True)
         params = randomize(params)
-        pre = "~/BatchNorm_0/__call__/"
+        pre = "~/BatchNorm_0/__call__/"   # params
+        state_pre = "~/BatchNorm_0/"      # state is owned by the module
         self.assertEqual(params[pre + "scale"].shape, (3,))
-        self.assertEqual(state[pre + "moving_mean"].shape, (3,))
+        self.assertEqual(state[state_pre + "moving_mean"].shape, (3,))
         hk_params = {"batch_norm": {n: params[pre + n].reshape(1, 3, 1, 1)
                                     for n in ("scale", "offset")}}
         _, hk_state = theirs.init(KEY, xs[0], True)
@@ -212,7 +213,8 @@ class BatchNormOptionsTest(parameterized.TestCase):
             out, state = ours.apply(params, state, None, x, True)
             hk_out, hk_state = theirs.apply(hk_params, hk_state, None, x, True)
             assert_close(out, hk_out)
-        assert_close(state[pre + "moving_var"], hk_state["batch_norm/~/var_ema"]["average"].ravel())
+        assert_close(state[state_pre + "moving_var"],
+                     hk_state["batch_norm/~/var_ema"]["average"].ravel())
         out, _ = ours.apply(params, state, None, xs[0], False)
         assert_close(out, theirs.apply(hk_params, hk_state, None, xs[0], False)[0])
 
