@@ -3,15 +3,17 @@
 Each use is checked against hand-written JAX with the params made explicit.
 """
 
+import functools
 import re
 import threading
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from absl.testing import absltest, parameterized
 
+import helpers
 import minihaiku as mh
+from helpers import Linear
 from minihaiku import frame as frame_lib
 from minihaiku import interceptors
 
@@ -19,19 +21,6 @@ normal = jax.nn.initializers.normal(1.0)
 zeros = jax.nn.initializers.zeros
 X = jnp.linspace(-1.0, 1.0, 12).reshape(3, 4)
 KEY = jax.random.PRNGKey(0)
-
-
-class Linear(mh.Module):
-    """A test-local Linear: params 'w' [in, out] and 'b' [out]."""
-
-    def __init__(self, size, name=None):
-        super().__init__(name=name)
-        self.size = size
-
-    def __call__(self, x):
-        w = mh.get_param("w", (x.shape[-1], self.size), init=normal)
-        b = mh.get_param("b", (self.size,), init=normal)
-        return x @ w + b
 
 
 def two_layers(x):
@@ -50,8 +39,7 @@ def quantise(v):
     return jnp.round(v * 4) / 4
 
 
-def assert_close(a, b):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+assert_close = functools.partial(helpers.assert_close, atol=1e-6)
 
 
 class GetterTest(parameterized.TestCase):

@@ -9,7 +9,8 @@ import optax
 from absl.testing import absltest, parameterized
 
 import minihaiku as mh
-from _haiku_compare import KEY, assert_close, check_values_and_grads, randn, randomize
+from helpers import assert_close
+from helpers.haiku_compare import KEY, compare, randn, randomize
 
 W_INIT = jax.nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
 _HK_W_INIT = hk.initializers.VarianceScaling(1.0, "fan_in", "truncated_normal")
@@ -57,8 +58,7 @@ class HaikuEquivalenceTest(parameterized.TestCase):
         if masked:  # Haiku's [..., 1, T, S] layout, one query seeing nothing at all
             mask = jax.random.bernoulli(jax.random.PRNGKey(5), 0.6, lead + (1, t, s))
             mask = mask.at[(0,) * len(lead) + (0, 0)].set(False)
-        check_values_and_grads(
-            self,
+        compare(
             lambda q, kv: _mha(heads, key_size, W_INIT, value_size, model_size)(q, kv, kv, mask),
             lambda q, kv: hk.MultiHeadAttention(heads, key_size, w_init=_HK_W_INIT,
                                                 value_size=value_size,
@@ -126,7 +126,7 @@ class AttentionTest(parameterized.TestCase):
     def test_bad_input_names_module_and_fix(self):
         x = jnp.ones([2, 5, 8])
         cases = [
-            (lambda: _mha(4, 2, W_INIT, num_kv_heads=3)(x, x, x), mh.ModuleInputError,
+            (lambda: _mha(4, 2, W_INIT, num_kv_heads=3)(x, x, x), mh.InvalidArgumentError,
              "MultiHeadAttention_0.*num_heads=4 is not a multiple of num_kv_heads=3.*Fix"),
             (lambda: _mha(2, 2, W_INIT)(x, x, x[:, :4]), mh.ModuleInputError,
              r"MultiHeadAttention_0.*key \(2, 5, 8\) and value \(2, 4, 8\).*Fix"),
@@ -205,6 +205,46 @@ class DecodingCacheTest(parameterized.TestCase):
         with self.assertRaisesRegex(mh.ModuleInputError,
                                     "MultiHeadAttention_0.*holds 3 positions, 2 are written.*Fix"):
             cached.apply(params, state, None, xs[:, 2:4])
+
+    @parameterized.parameters(None, 2)
+    def test_writing_past_the_cache_is_an_error_when_eager_under_layer_stack(self, layers):
+        # Under layer_stack the per-layer index is a traced slice; the check reads
+        # the concrete stacked index before the scan runs.
+        xs = randn(0, [1, 4, 8])
+        cached = mh.transform_with_state(_cached_model(3, layers=layers))
+        params, state = cached.init(KEY, xs[:, :1])
+        _, state = cached.apply(params, state, None, xs[:, :2])
+        with self.assertRaisesRegex(mh.ModuleInputError,
+                                    "MultiHeadAttention_0.*holds 3 positions, 2 are written "
+                                    "and this call adds 2.*Fix"):
+            cached.apply(params, state, None, xs[:, 2:4])
+        _, state = cached.apply(params, state, None, xs[:, 2:3])   # exactly full: fine
+        np.testing.assert_array_equal(state[_STATE + "cache_index"], [3, 3] if layers else 3)
+
+    def test_cache_index_stays_at_cache_size_under_jit(self):
+        xs = randn(0, [1, 4, 8])
+        cached = mh.transform_with_state(_cached_model(3, layers=2))
+        params, state = cached.init(KEY, xs[:, :1])
+        step = jax.jit(cached.apply)
+        for _ in range(3):   # 6 tokens into 3 positions: unchecked under jit
+            _, state = step(params, state, None, xs[:, :2])
+        np.testing.assert_array_equal(state[_STATE + "cache_index"], [3, 3])
+
+    @parameterized.parameters(None, 8)
+    def test_mask_that_does_not_fit_is_a_module_input_error(self, cache_size):
+        x = jnp.ones([2, 5, 8])
+        s = cache_size or 5
+        for mask, msg in [
+                (jnp.ones([5, s + 1], bool), rf"mask of shape \(5, {s + 1}\) does not fit "
+                                             rf"T=5, S={s}.*Fix"),
+                (jnp.ones([3, 5, s], bool), rf"mask of shape \(3, 5, {s}\) does not "
+                                            "broadcast.*Fix"),
+                (jnp.ones([2, 3, 5, s], bool), rf"mask of shape \(2, 3, 5, {s}\) does not "
+                                               "broadcast.*Fix")]:
+            f = mh.transform_with_state(
+                lambda x, m: _mha(2, 4, W_INIT, cache_size=cache_size)(x, x, x, m))
+            with self.assertRaisesRegex(mh.ModuleInputError, "MultiHeadAttention_0': " + msg):
+                f.init(KEY, x, mask)
 
     def test_cache_needs_query_key_value_of_the_same_length(self):
         x = jnp.ones([1, 2, 8])

@@ -11,35 +11,15 @@ import numpy as np
 from absl.testing import absltest, parameterized
 
 import minihaiku as mh
-
-_KEY = jax.random.PRNGKey(0)
-_ATOL = 1e-5
-
-
-def _randn(seed, shape):
-    return jax.random.normal(jax.random.PRNGKey(seed), shape)
-
-
-def _randomize(params, seed=1):
-    return {k: _randn(seed + i, v.shape) for i, (k, v) in enumerate(params.items())}
+from helpers import assert_close
+from helpers.haiku_compare import KEY, compare, randn, randomize
 
 
 class HaikuTestCase(parameterized.TestCase):
 
-    def assert_close(self, a, b):
-        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
-            np.testing.assert_allclose(x, y, rtol=1e-5, atol=_ATOL)
-
     def compare(self, mh_fn, hk_fn, to_haiku, *args):
         """Inits mh_fn, copies its (randomised) params into Haiku's layout, compares."""
-        ours = mh.transform(mh_fn)
-        params = _randomize(ours.init(_KEY, *args))
-        theirs = hk.transform(hk_fn)
-        hk_params = to_haiku(params)
-        # The copied tree must have exactly the layout Haiku itself creates.
-        hk_shapes = jax.tree_util.tree_map(jnp.shape, theirs.init(_KEY, *args))
-        self.assertEqual(jax.tree_util.tree_map(jnp.shape, hk_params), hk_shapes)
-        self.assert_close(ours.apply(params, None, *args), theirs.apply(hk_params, None, *args))
+        compare(mh_fn, hk_fn, to_haiku, *args, grads=False)
 
 
 def _wb(params, prefix):
@@ -54,7 +34,7 @@ class HaikuEquivalenceTest(HaikuTestCase):
 
     def test_linear(self):
         self.compare(lambda x: mh.nn.Linear(3)(x), lambda x: hk.Linear(3)(x),
-                     lambda p: {"linear": _wb(p, "~/Linear_0/__call__/")}, _randn(0, [2, 4, 5]))
+                     lambda p: {"linear": _wb(p, "~/Linear_0/__call__/")}, randn(0, [2, 4, 5]))
 
     def test_mlp(self):
         sizes = [8, 6, 2]
@@ -63,7 +43,7 @@ class HaikuEquivalenceTest(HaikuTestCase):
             lambda x: hk.nets.MLP(sizes, activation=jax.nn.gelu, activate_final=True)(x),
             lambda p: {f"mlp/~/linear_{i}": _wb(p, f"~/MLP_0/__call__/Linear_{i}/__call__/")
                        for i in range(3)},
-            _randn(0, [4, 5]))
+            randn(0, [4, 5]))
 
     @parameterized.parameters((-1, 1e-5), ((1, 2), 1e-3))
     def test_layer_norm(self, axis, eps):
@@ -72,7 +52,7 @@ class HaikuEquivalenceTest(HaikuTestCase):
             lambda x: mh.nn.LayerNorm(axis=axis, eps=eps)(x),
             lambda x: hk.LayerNorm(axis, True, True, eps=eps, param_axis=-1)(x),
             lambda p: {"layer_norm": {"scale": p[pre + "scale"], "offset": p[pre + "offset"]}},
-            _randn(0, [2, 3, 4]) * 4 + 1)
+            randn(0, [2, 3, 4]) * 4 + 1)
 
     def test_embed_lookup(self):
         self.compare(lambda i: mh.nn.Embed(10, 3)(i), lambda i: hk.Embed(10, 3)(i),
@@ -80,7 +60,7 @@ class HaikuEquivalenceTest(HaikuTestCase):
                      jnp.array([[0, 3], [9, 3]]))
 
     def test_dropout_same_key_same_mask(self):
-        x = _randn(0, [50])
+        x = randn(0, [50])
         ours = mh.transform(lambda x: mh.nn.dropout(0.3, x)).apply({}, 7, x)
         theirs = hk.dropout(next(mh.PRNGSequence(7)), 0.3, x)
         np.testing.assert_array_equal(ours, theirs)
@@ -91,19 +71,19 @@ class HaikuEquivalenceTest(HaikuTestCase):
                      lambda x, h: hk.VanillaRNN(4)(x, h),
                      lambda p: {"vanilla_rnn/linear": _wb(p, pre.format(0)),
                                 "vanilla_rnn/linear_1": _wb(p, pre.format(1))},
-                     _randn(0, [3, 5]), _randn(1, [3, 4]))
+                     randn(0, [3, 5]), randn(1, [3, 4]))
 
     def test_lstm(self):
-        state = mh.nn.LSTMState(_randn(1, [3, 4]), _randn(2, [3, 4]))
+        state = mh.nn.LSTMState(randn(1, [3, 4]), randn(2, [3, 4]))
         self.compare(lambda x, s: mh.nn.LSTM(4)(x, s),
                      lambda x, s: hk.LSTM(4)(x, hk.LSTMState(*s)),
                      lambda p: {"lstm/linear": _wb(p, "~/LSTM_0/__call__/Linear_0/__call__/")},
-                     _randn(0, [3, 5]), state)
+                     randn(0, [3, 5]), state)
 
     def test_gru(self):
         self.compare(lambda x, h: mh.nn.GRU(4)(x, h), lambda x, h: hk.GRU(4)(x, h),
                      _gru_to_haiku,
-                     _randn(0, [3, 5]), _randn(1, [3, 4]))
+                     randn(0, [3, 5]), randn(1, [3, 4]))
 
     @parameterized.parameters((True,), (False,))
     def test_dynamic_unroll_lstm(self, time_major):
@@ -117,7 +97,7 @@ class HaikuEquivalenceTest(HaikuTestCase):
 
         self.compare(ours, theirs,
                      lambda p: {"lstm/linear": _wb(p, "~/LSTM_0/__call__/Linear_0/__call__/")},
-                     _randn(0, [6, 2, 3] if time_major else [2, 6, 3]))
+                     randn(0, [6, 2, 3] if time_major else [2, 6, 3]))
 
     def test_static_unroll_gru(self):
         def ours(xs):
@@ -130,7 +110,7 @@ class HaikuEquivalenceTest(HaikuTestCase):
 
         self.compare(ours, theirs,
                      _gru_to_haiku,
-                     _randn(0, [5, 2, 3]))
+                     randn(0, [5, 2, 3]))
 
 
 class HaikuBatchNormTest(HaikuTestCase):
@@ -139,24 +119,25 @@ class HaikuBatchNormTest(HaikuTestCase):
         decay, eps = 0.8, 1e-3
         ours = mh.transform_with_state(lambda x, t: mh.nn.BatchNorm(decay, eps)(x, t))
         theirs = hk.transform_with_state(lambda x, t: hk.BatchNorm(True, True, decay, eps)(x, t))
-        xs = [_randn(i, [8, 3]) * (i + 1) + i for i in range(4)]
-        params, state = ours.init(_KEY, xs[0], True)
-        params = _randomize(params)
-        pre = "~/BatchNorm_0/__call__/"
+        xs = [randn(i, [8, 3]) * (i + 1) + i for i in range(4)]
+        params, state = ours.init(KEY, xs[0], True)
+        params = randomize(params)
+        pre = "~/BatchNorm_0/__call__/"   # params
+        state_pre = "~/BatchNorm_0/"      # state is owned by the module
         hk_params = {"batch_norm": {n: params[pre + n][None] for n in ("scale", "offset")}}
-        _, hk_state = theirs.init(_KEY, xs[0], True)
+        _, hk_state = theirs.init(KEY, xs[0], True)
         for x in xs:
             out, state = ours.apply(params, state, None, x, True)
             hk_out, hk_state = theirs.apply(hk_params, hk_state, None, x, True)
-            self.assert_close(out, hk_out)
+            assert_close(out, hk_out)
         for name in ("mean", "var"):
             ema = hk_state[f"batch_norm/~/{name}_ema"]
-            self.assertEqual(int(state[pre + "counter"]), int(ema["counter"]))
-            self.assert_close(state[f"{pre}{name}_hidden"], ema["hidden"][0])
-            self.assert_close(state[f"{pre}moving_{name}"], ema["average"][0])
+            self.assertEqual(int(state[state_pre + "counter"]), int(ema["counter"]))
+            assert_close(state[f"{state_pre}{name}_hidden"], ema["hidden"][0])
+            assert_close(state[f"{state_pre}moving_{name}"], ema["average"][0])
         out, _ = ours.apply(params, state, None, xs[0], False)
         hk_out, _ = theirs.apply(hk_params, hk_state, None, xs[0], False)
-        self.assert_close(out, hk_out)
+        assert_close(out, hk_out)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ import numpy as np
 from absl.testing import absltest, parameterized
 
 import minihaiku as mh
-from _haiku_compare import KEY, assert_close, check_values_and_grads, randn, randomize
+from helpers import assert_close
+from helpers.haiku_compare import KEY, compare, randn, randomize
 
 
 def _params_of(prefix, names):
@@ -30,8 +31,8 @@ class RMSNormTest(parameterized.TestCase):
     @parameterized.parameters((-1, None), ((1, 2), None), ((1, 2), (1, 2)), (slice(1, None), 1))
     def test_matches_haiku_values_and_grads(self, axis, param_axis):
         x = randn(0, [2, 3, 4]) * 3 + 1
-        check_values_and_grads(
-            self, lambda x: mh.nn.RMSNorm(axis, 1e-3, param_axis=param_axis)(x),
+        compare(
+            lambda x: mh.nn.RMSNorm(axis, 1e-3, param_axis=param_axis)(x),
             lambda x: hk.RMSNorm(axis, 1e-3, param_axis=param_axis)(x),
             _params_of("rms_norm", ["scale"]), x)
 
@@ -68,8 +69,7 @@ class GroupNormTest(parameterized.TestCase):
         ("channels_first", [2, 6, 4], 6, 2))
     def test_matches_haiku_values_and_grads(self, data_format, shape, groups, axis):
         x = randn(0, shape) * 2 + 3
-        check_values_and_grads(
-            self,
+        compare(
             lambda x: mh.nn.GroupNorm(groups, axis, eps=1e-3, data_format=data_format)(x),
             lambda x: hk.GroupNorm(groups, axis, eps=1e-3, data_format=data_format)(x),
             _params_of("group_norm", ["scale", "offset"]), x)
@@ -122,8 +122,8 @@ class InstanceNormTest(parameterized.TestCase):
     @parameterized.parameters(("channels_last", [2, 4, 5, 3]), ("channels_first", [2, 3, 4, 5]))
     def test_matches_haiku_values_and_grads(self, data_format, shape):
         x = randn(0, shape) * 2 + 1
-        check_values_and_grads(
-            self, lambda x: mh.nn.InstanceNorm(data_format=data_format)(x),
+        compare(
+            lambda x: mh.nn.InstanceNorm(data_format=data_format)(x),
             lambda x: hk.InstanceNorm(True, True, data_format=data_format)(x),
             _params_of("instance_norm", ["scale", "offset"]), x)
 
@@ -140,15 +140,15 @@ class LayerNormOptionsTest(parameterized.TestCase):
     @parameterized.parameters(((1, 2), (1,)), (-1, -1), ((2,), (1, 2)))
     def test_param_axis_matches_haiku(self, axis, param_axis):
         x = randn(0, [2, 3, 4]) * 2 + 1
-        check_values_and_grads(
-            self, lambda x: mh.nn.LayerNorm(axis, param_axis=param_axis)(x),
+        compare(
+            lambda x: mh.nn.LayerNorm(axis, param_axis=param_axis)(x),
             lambda x: hk.LayerNorm(axis, True, True, param_axis=param_axis)(x),
             _params_of("layer_norm", ["scale", "offset"]), x)
 
     def test_use_fast_variance_matches_haiku(self):
         x = randn(0, [4, 6]) + 2
-        check_values_and_grads(
-            self, lambda x: mh.nn.LayerNorm(-1, True, True, 1e-3, use_fast_variance=True)(x),
+        compare(
+            lambda x: mh.nn.LayerNorm(-1, True, True, 1e-3, use_fast_variance=True)(x),
             lambda x: hk.LayerNorm(-1, True, True, 1e-3, use_fast_variance=True)(x),
             _params_of("layer_norm", ["scale", "offset"]), x)
 
@@ -202,9 +202,10 @@ class BatchNormOptionsTest(parameterized.TestCase):
         xs = [randn(i, [4, 3, 2, 2]) * (i + 1) + i for i in range(3)]
         params, state = ours.init(KEY, xs[0], True)
         params = randomize(params)
-        pre = "~/BatchNorm_0/__call__/"
+        pre = "~/BatchNorm_0/__call__/"   # params
+        state_pre = "~/BatchNorm_0/"      # state is owned by the module
         self.assertEqual(params[pre + "scale"].shape, (3,))
-        self.assertEqual(state[pre + "moving_mean"].shape, (3,))
+        self.assertEqual(state[state_pre + "moving_mean"].shape, (3,))
         hk_params = {"batch_norm": {n: params[pre + n].reshape(1, 3, 1, 1)
                                     for n in ("scale", "offset")}}
         _, hk_state = theirs.init(KEY, xs[0], True)
@@ -212,7 +213,8 @@ class BatchNormOptionsTest(parameterized.TestCase):
             out, state = ours.apply(params, state, None, x, True)
             hk_out, hk_state = theirs.apply(hk_params, hk_state, None, x, True)
             assert_close(out, hk_out)
-        assert_close(state[pre + "moving_var"], hk_state["batch_norm/~/var_ema"]["average"].ravel())
+        assert_close(state[state_pre + "moving_var"],
+                     hk_state["batch_norm/~/var_ema"]["average"].ravel())
         out, _ = ours.apply(params, state, None, xs[0], False)
         assert_close(out, theirs.apply(hk_params, hk_state, None, xs[0], False)[0])
 
@@ -247,7 +249,7 @@ class BatchNormOptionsTest(parameterized.TestCase):
         want, want_state = local.apply(params, state, None, x.reshape(12, 5), True)
         assert_close(out.reshape(12, 5), want)
         for name in ("moving_mean", "moving_var"):
-            p = "~/BatchNorm_0/__call__/" + name
+            p = "~/BatchNorm_0/" + name   # state is owned by the module
             assert_close(new_state[p], jnp.broadcast_to(want_state[p], (4, 5)))
 
     def test_cross_replica_axis_unbound_names_module_and_fix(self):

@@ -1,4 +1,14 @@
-"""Networks built on minihaiku modules: layers, norms, recurrent cores."""
+"""Networks built on minihaiku modules: layers, norms, recurrent cores.
+
+Errors follow one rule. An argument that is wrong on its own (a size that is
+not an int >= 1, an unknown padding or data format, a ``b_init`` without a
+bias, a flag that is not a bool), given to a constructor or to a function
+such as ``max_pool``, is an ``InvalidArgumentError``. An input that does not
+fit the module when it is called (the rank, shape, dtype or values of an
+array, or a state made for another module) is a ``ModuleInputError``. Both
+name the module's path (``"Linear at '~/Linear_0'"``), the value given and
+the fix.
+"""
 
 from minihaiku.nn._dropout import dropout
 from minihaiku.nn.attention import MultiHeadAttention, causal_mask

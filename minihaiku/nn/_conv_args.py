@@ -2,11 +2,12 @@
 
 Kernel sizes, strides and rates broadcast an int to every spatial dim; a data
 format names where the channels are; a padding is resolved once, at
-construction, to what ``jax.lax`` takes. Every bad value is a
-``ModuleInputError`` naming the module and the fix.
+construction, to what ``jax.lax`` takes. A bad argument is an
+``InvalidArgumentError``, an input that does not fit a ``ModuleInputError``,
+each naming the module and the fix.
 """
 
-import math
+import inspect
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -14,6 +15,9 @@ from typing import Any, NamedTuple
 import jax
 
 from minihaiku import errors
+from minihaiku.nn import _layer_args
+from minihaiku.nn._layer_args import is_int as _is_int
+from minihaiku.nn._layer_args import where
 
 Padding = (str | Sequence[tuple[int, int]] | tuple[int, int]
            | Callable[[int], tuple[int, int]] | Sequence[Callable[[int], tuple[int, int]]])
@@ -21,14 +25,6 @@ Padding = (str | Sequence[tuple[int, int]] | tuple[int, int]
 _LAST = re.compile(r"^N[^C]*C$")
 _FIRST = re.compile(r"^NC[^C]*$")
 _SPATIAL = {1: "W", 2: "HW", 3: "DHW"}
-
-
-def where(module: Any) -> str:
-    return f"{type(module).__name__} at '{module.module_path}'"
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def replicate(module: Any, value: Any, n: int, what: str,
@@ -41,19 +37,11 @@ def replicate(module: Any, value: Any, n: int, what: str,
         values = None
     if (values is None or len(values) != n
             or not all(_is_int(v) and v >= minimum for v in values)):
-        raise errors.ModuleInputError(
+        raise errors.InvalidArgumentError(
             f"{where(module)} got {what}={value!r}; it needs an int >= {minimum} or "
             f"{n} of them (one per spatial dim). Fix: e.g. {what}={max(minimum, 1)} "
             f"or {what}={(max(minimum, 1),) * n}.")
     return values
-
-
-def check_positive(module: Any, value: Any, what: str) -> int:
-    if not _is_int(value) or value < 1:
-        raise errors.ModuleInputError(
-            f"{where(module)} got {what}={value!r}; it needs a positive int. "
-            f"Fix: pass e.g. {what}=16.")
-    return value
 
 
 def channels_last(module: Any, data_format: str | None, n: int) -> tuple[bool, str]:
@@ -68,19 +56,36 @@ def channels_last(module: Any, data_format: str | None, n: int) -> tuple[bool, s
             return True, data_format
         if _FIRST.match(data_format):
             return False, data_format
-    raise errors.ModuleInputError(
+    raise errors.InvalidArgumentError(
         f"{where(module)} got data_format={data_format!r}; for {n} spatial dim(s) it "
         f"must be channels-last like {default!r} (the default) or channels-first like "
         f"{'NC' + default[1:-1]!r} ('channels_last'/'channels_first' also work).")
 
 
-def check_num_spatial_dims(module: Any, n: Any) -> int:
-    """``num_spatial_dims`` as an int >= 1, or a clear error."""
-    if not _is_int(n) or n < 1:
-        raise errors.ModuleInputError(
-            f"{where(module)} got num_spatial_dims={n!r}; it needs an int >= 1. "
-            "Fix: e.g. 2 for images.")
-    return n
+def fixed_dims(base: type, n: int) -> Callable[..., None]:
+    """The ``__init__`` of a subclass of ``base`` with ``num_spatial_dims=n`` bound.
+
+    ``class Conv2D(ConvND): __init__ = fixed_dims(ConvND, 2)``: the arguments
+    are forwarded to ``base.__init__``, and the signature that
+    ``inspect.signature`` and ``help`` show is the base's without
+    ``num_spatial_dims``, so it is written once.
+    """
+    init: Callable[..., None] = vars(base)["__init__"]
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        if "num_spatial_dims" in kwargs:
+            raise errors.InvalidArgumentError(
+                f"{type(self).__name__} fixes num_spatial_dims={n}; it got "
+                f"num_spatial_dims={kwargs['num_spatial_dims']!r}. Fix: drop it, or "
+                f"use {base.__name__}.")
+        init(self, n, *args, **kwargs)
+
+    signature = inspect.signature(init)
+    __init__.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[p for p in signature.parameters.values() if p.name != "num_spatial_dims"])
+    __init__.__doc__ = (f"Builds the layer: the arguments of :class:`{base.__name__}` "
+                        f"but num_spatial_dims, which is {n}.")
+    return __init__
 
 
 class Layout(NamedTuple):
@@ -94,10 +99,7 @@ class Layout(NamedTuple):
 def layout(module: Any, n: int, output_channels: int, with_bias: bool, b_init: Any,
            data_format: str | None, transpose: bool) -> Layout:
     """The :class:`Layout` of a convolution; ``b_init`` with ``with_bias=False`` is an error."""
-    if not with_bias and b_init is not None:
-        raise errors.ModuleInputError(
-            f"{where(module)} got b_init but with_bias=False. Fix: drop b_init "
-            "or set with_bias=True.")
+    _layer_args.check_bias_init(module, with_bias, b_init)
     last, spelled = channels_last(module, data_format, n)
     return Layout(last, spelled, dimension_numbers(n, last, transpose),
                   (output_channels,) + (() if last else (1,) * n))
@@ -148,7 +150,7 @@ def resolve_padding(module: Any, padding: Any, kernel: Sequence[int], rate: Sequ
         if len(padding) in (1, n) and all(map(_pair, padding)):
             pads = tuple(tuple(p) for p in padding)
             return pads * n if len(pads) == 1 else pads
-    raise errors.ModuleInputError(
+    raise errors.InvalidArgumentError(
         f"{where(module)} got padding={padding!r}; it must be 'SAME', 'VALID', one "
         f"(lo, hi) pair of ints >= 0 for every spatial dim, {n} such pairs"
         + (", or a callable mapping the effective kernel size to (lo, hi)"
@@ -156,14 +158,14 @@ def resolve_padding(module: Any, padding: Any, kernel: Sequence[int], rate: Sequ
         f"padding={((1, 1),) * n}.")
 
 
-def fan_in_init(fan_in: int) -> Callable:
-    """Haiku's default kernel init: truncated normal, stddev ``1/sqrt(fan_in)``."""
-    return jax.nn.initializers.truncated_normal(1.0 / math.sqrt(fan_in))
+def check_input(module: Any, x: jax.Array, n: int,
+                batched_only: bool = False) -> tuple[jax.Array, bool]:
+    """``x`` with a batch axis, and whether one was added (Haiku's unbatched inputs).
 
-
-def check_rank(module: Any, x: jax.Array, n: int,
-               batched_only: bool = False) -> tuple[jax.Array, bool]:
-    """``x`` with a batch axis, and whether one was added (Haiku's unbatched inputs)."""
+    ``x`` must be floating (the params take its dtype) and of rank ``n + 2``
+    (or ``n + 1`` unbatched, unless ``batched_only``).
+    """
+    _layer_args.check_floating(module, x)
     ranks = (n + 2,) if batched_only else (n + 1, n + 2)
     if x.ndim not in ranks:
         raise errors.ModuleInputError(

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from minihaiku import errors
 from minihaiku import params as params_lib
+from minihaiku.nn._layer_args import is_int as _is_int
 from minihaiku.params import Initializer
 
 Axes = int | Sequence[int] | slice
@@ -42,10 +43,6 @@ def check_axes(where: str, name: str, axis: Any) -> Axes:
         f"{where}: {name}={axis!r} is not an axis. Fix: pass an int (e.g. "
         f"{name}=-1), a sequence of ints (e.g. {name}=(1, 2)) or a slice "
         f"(e.g. {name}=slice(1, None)).")
-
-
-def _is_int(a: Any) -> bool:
-    return isinstance(a, int) and not isinstance(a, bool)
 
 
 def abs_axes(axis: Axes, ndim: int, where: str) -> tuple:

@@ -5,8 +5,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from minihaiku import errors
+from minihaiku import frame as frame_lib
 from minihaiku import state as state_lib
 from minihaiku.module import Module
 from minihaiku.nn.linear import Linear
@@ -56,10 +58,13 @@ class MultiHeadAttention(Module):
     ``value`` must have ``T`` steps too. ``init``'s state is the empty cache,
     so feed a prompt in one call and then one token per call with the same
     jitted apply. A given ``mask`` must then be ``[..., cache_size]`` wide.
-    Writing past ``cache_size`` is an error when the index is concrete; under
-    ``jit`` it is not checked (``jax.lax.dynamic_update_slice`` clamps the
-    index). Under ``mh.lifted.layer_stack`` the cache gets a leading layer
-    axis like every state entry.
+    Under ``mh.lifted.layer_stack`` the cache gets a leading layer axis like
+    every state entry. Writing past ``cache_size`` is a ``ModuleInputError``
+    whenever the index is known on the host: eagerly, also under
+    ``layer_stack`` and the other lifted transforms (the stacked index is
+    read before the scan runs). Under ``jit`` it is not checked:
+    ``jax.lax.dynamic_update_slice`` clamps the write and ``cache_index``
+    stops at ``cache_size``.
 
     Haiku 0.0.17 requires ``w_init`` (it raises without it); so does this.
 
@@ -108,7 +113,7 @@ class MultiHeadAttention(Module):
                 raise errors.InvalidArgumentError(
                     f"{where}: {arg}={v!r} must be an int >= 1. Fix: pass e.g. {arg}=8.")
         if num_heads % num_kv_heads:
-            raise errors.ModuleInputError(
+            raise errors.InvalidArgumentError(
                 f"{where}: num_heads={num_heads} is not a multiple of "
                 f"num_kv_heads={num_kv_heads}; each key/value head serves a group "
                 "of query heads. Fix: pick num_kv_heads dividing num_heads.")
@@ -149,11 +154,14 @@ class MultiHeadAttention(Module):
         k = self._project(key, self.num_kv_heads, self.key_size, "key")
         v = self._project(value, self.num_kv_heads, self.value_size, "value")
         s = k.shape[-3]
-        if self.cache_size is not None:
-            k, v, mask, s = self._use_cache(where, lead, t, k, v, mask)
-            is_causal = False  # the cache mask is causal already
         if mask is not None:
+            if self.cache_size is not None:
+                s = self.cache_size
             mask = _mask_4d(where, mask, lead, self.num_heads, t, s)
+        if self.cache_size is not None:
+            k, v, visible, s = self._use_cache(where, lead, t, k, v, self.cache_size)
+            mask = visible if mask is None else jnp.logical_and(mask, visible)
+            is_causal = False  # the cache mask is causal already
         flat = (-1,) + q.shape[-3:]
         out = _attend(q.reshape(flat), k.reshape((-1,) + k.shape[-3:]),
                       v.reshape((-1,) + v.shape[-3:]), mask, is_causal,
@@ -166,8 +174,8 @@ class MultiHeadAttention(Module):
         y = Linear(heads * size, self.with_bias, self.w_init, self.b_init, name=name)(x)
         return y.reshape(x.shape[:-1] + (heads, size))
 
-    def _use_cache(self, where, lead, t, k, v, mask):
-        size = self.cache_size
+    def _use_cache(self, where: str, lead: tuple[int, ...], t: int, k: jax.Array,
+                   v: jax.Array, size: int) -> tuple[jax.Array, jax.Array, jax.Array, int]:
         if k.shape[-3] != t:
             raise errors.ModuleInputError(
                 f"{where}: with cache_size set, key/value must have as many steps "
@@ -178,24 +186,45 @@ class MultiHeadAttention(Module):
                                        k.dtype, init=jnp.zeros)
         cached_v = state_lib.get_state("cached_value", lead + (size,) + v.shape[-2:],
                                        v.dtype, init=jnp.zeros)
-        if not isinstance(index, jax.core.Tracer) and int(index) + t > size:
+        written = _written(index)
+        if written is not None and written + t > size:
             raise errors.ModuleInputError(
                 f"{where}: the decoding cache holds {size} positions, "
-                f"{int(index)} are written and this call adds {t}. Fix: build the "
+                f"{written} are written and this call adds {t}. Fix: build the "
                 "module with a larger cache_size, or restart from init's state.")
         start: tuple[int | jax.Array, ...] = (0,) * len(lead) + (index, 0, 0)
         cached_k = jax.lax.dynamic_update_slice(cached_k, k, start)
         cached_v = jax.lax.dynamic_update_slice(cached_v, v, start)
         state_lib.set_state("cached_key", cached_k)
         state_lib.set_state("cached_value", cached_v)
-        state_lib.set_state("cache_index", index + t)
+        # Unchecked (under jit) writes clamp; so does the index, to stay a position.
+        state_lib.set_state("cache_index", index + t if written is not None
+                            else jnp.minimum(index + t, size))
         visible = (jnp.arange(size)[None, :]
                    <= (index + jnp.arange(t))[:, None])  # [T, cache_size]
-        if mask is None:
-            mask = visible
-        else:
-            mask = jnp.logical_and(jnp.asarray(mask).astype(bool), visible)
-        return cached_k, cached_v, mask, size
+        return cached_k, cached_v, visible[None, None], size
+
+
+def _written(index: jax.Array) -> int | None:
+    """How many positions the cache holds, if known on the host; else ``None``.
+
+    Eagerly the index is concrete. Under a lifted transform (e.g.
+    ``layer_stack``) run eagerly it is a traced slice of a concrete stacked
+    entry that an enclosing frame keeps under the same path, read here
+    before the scan runs: the most written of any layer. Under ``jax.jit``
+    nothing is concrete.
+    """
+    if not isinstance(index, jax.core.Tracer):
+        return int(index)
+    stack = frame_lib.frames()
+    # The entry's path, found by the value get_state returned (only read while
+    # tracing, so its cost never reaches a jitted step).
+    path = next((k for k, v in stack[-1].state.items() if v is index), None)
+    for frame in reversed(stack[:-1]):
+        value = None if path is None else frame.state.get(path)
+        if value is not None and not isinstance(value, jax.core.Tracer):
+            return int(np.asarray(value).max())  # on the host: jnp would be traced
+    return None
 
 
 def _check_inputs(where: str, query: Any, key: Any, value: Any) -> tuple:
@@ -220,6 +249,7 @@ def _mask_4d(where: str, mask: jax.Array, lead: tuple[int, ...], heads: int, t: 
              s: int) -> jax.Array:
     """The mask as ``[B or 1, H or 1, T or 1, S or 1]`` for the flattened batch ``B``."""
     mask = jnp.asarray(mask)
+    given = mask.shape
     if mask.dtype != bool:
         mask = mask != 0
     n = len(lead)
@@ -228,13 +258,9 @@ def _mask_4d(where: str, mask: jax.Array, lead: tuple[int, ...], heads: int, t: 
     elif mask.ndim in (n + 2, n + 3):
         if mask.ndim == n + 2:
             mask = mask[..., None, :, :]
-        try:
-            full = jnp.broadcast_shapes(mask.shape, lead + (heads, t, s))
-        except ValueError:
-            full = None
-        if full != lead + (heads, t, s):
+        if not _broadcasts_to(mask.shape, lead + (heads, t, s)):
             raise errors.ModuleInputError(
-                f"{where}: mask of shape {mask.shape} does not broadcast to "
+                f"{where}: mask of shape {given} does not broadcast to "
                 f"{lead + (heads, t, s)} ([..., heads, T, S]). Fix: pass [T, S], "
                 "[..., T, S] or [..., heads or 1, T, S].")
         if n != 1:
@@ -245,11 +271,19 @@ def _mask_4d(where: str, mask: jax.Array, lead: tuple[int, ...], heads: int, t: 
             f"{where}: mask has rank {mask.ndim} (shape {mask.shape}); with a query "
             f"of leading axes {lead} it must be [T, S], [..., T, S] or "
             "[..., heads, T, S]. Fix: reshape the mask.")
-    if mask.shape[-2:] != jnp.broadcast_shapes(mask.shape[-2:], (t, s)):
+    if not _broadcasts_to(mask.shape[-2:], (t, s)):
         raise errors.ModuleInputError(
-            f"{where}: mask of shape {mask.shape} does not fit T={t}, S={s}. "
-            "Fix: pass a mask whose last two axes are [T, S].")
+            f"{where}: mask of shape {given} does not fit T={t}, S={s} (S is "
+            "cache_size when the decoding cache is on). Fix: pass a mask whose last "
+            "two axes are [T, S] (or 1 to broadcast).")
     return mask
+
+
+def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    try:
+        return jnp.broadcast_shapes(shape, target) == target
+    except ValueError:
+        return False
 
 
 def _attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None, is_causal: bool,

@@ -1,6 +1,7 @@
 """``BatchNorm``: normalise over the batch, keeping moving statistics in state."""
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -11,6 +12,23 @@ from minihaiku import state as state_lib
 from minihaiku.module import Module
 from minihaiku.nn import _normalize
 from minihaiku.params import Initializer
+
+
+def _refuse_haiku_order(init: Callable[..., None]) -> Callable[..., None]:
+    # dm-haiku's BatchNorm(create_scale, create_offset, decay_rate, ...) would
+    # otherwise fail as a bare positional TypeError, or put a flag in decay_rate.
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        if len(args) > 2 or any(isinstance(a, bool) for a in args):
+            shown = ", ".join(map(repr, args))
+            raise errors.InvalidArgumentError(
+                f"BatchNorm({shown}) looks like dm-haiku's signature "
+                "BatchNorm(create_scale, create_offset, decay_rate, eps=1e-5, ...); "
+                "here it is BatchNorm(decay_rate, eps=1e-5, *, create_scale=True, "
+                "create_offset=True, ...). Fix: e.g. BatchNorm(0.9, create_scale=True, "
+                "create_offset=True).")
+        init(self, *args, **kwargs)
+    return __init__
 
 
 class BatchNorm(Module):
@@ -46,6 +64,9 @@ class BatchNorm(Module):
       y, state = f.apply(params, state, None, x, True)
     """
 
+    keeps_float32 = True  # statistics in low precision lose what they measure
+
+    @_refuse_haiku_order
     def __init__(self, decay_rate: float, eps: float = 1e-5, *,
                  create_scale: bool = True, create_offset: bool = True,
                  scale_init: Initializer | None = None,

@@ -5,8 +5,7 @@ out]`` and ``b`` ``[out]`` (``[out, 1, ..., 1]`` channels-first): Haiku's
 layout and numbers.
 """
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -15,15 +14,8 @@ from minihaiku import errors
 from minihaiku import params as params_lib
 from minihaiku.module import Module
 from minihaiku.nn import _conv_args as args
+from minihaiku.nn import _layer_args
 from minihaiku.params import Initializer
-
-_zeros = jax.nn.initializers.zeros
-
-
-def _fan_in_truncated_normal(key, shape, dtype):
-    # fan_in = prod(kernel) * in / groups, read from the shape, so one
-    # module-level function serves every layer and apply builds nothing.
-    return args.fan_in_init(math.prod(shape[:-1]))(key, shape, dtype)
 
 
 class ConvND(Module):
@@ -72,17 +64,18 @@ class ConvND(Module):
           name: module name, default the class name.
         """
         super().__init__(name=name)
-        n = args.check_num_spatial_dims(self, num_spatial_dims)
+        n = _layer_args.positive_int(self, num_spatial_dims, "num_spatial_dims", 2)
         self.num_spatial_dims = n
-        self.output_channels = args.check_positive(self, output_channels, "output_channels")
+        self.output_channels = _layer_args.positive_int(self, output_channels,
+                                                        "output_channels")
         self.kernel_shape = args.replicate(self, kernel_shape, n, "kernel_shape")
         self.stride = args.replicate(self, stride, n, "stride")
         self.rate = args.replicate(self, rate, n, "rate")
         self.padding = args.resolve_padding(self, padding, self.kernel_shape, self.rate)
-        self.feature_group_count = args.check_positive(
-            self, feature_group_count, "feature_group_count")
+        self.feature_group_count = _layer_args.positive_int(
+            self, feature_group_count, "feature_group_count", 2)
         if output_channels % feature_group_count:
-            raise errors.ModuleInputError(
+            raise errors.InvalidArgumentError(
                 f"{args.where(self)}: feature_group_count={feature_group_count} does not "
                 f"divide output_channels={output_channels}. Fix: pick a "
                 "feature_group_count dividing both the input and output channels.")
@@ -91,8 +84,9 @@ class ConvND(Module):
         self.channels_last, self.data_format = layout.channels_last, layout.data_format
         self.with_bias = with_bias
         self._dn, self._b_shape = layout.dimension_numbers, layout.bias_shape
-        self.w_init = w_init or _fan_in_truncated_normal
-        self.b_init = b_init or _zeros
+        # fan_in = prod(kernel) * in / groups, all of w's axes but the last.
+        self.w_init = w_init or _layer_args.fan_in_truncated_normal
+        self.b_init = b_init or _layer_args.zeros
         self.mask = mask
 
     def __call__(self, x: jax.Array, *,
@@ -107,7 +101,7 @@ class ConvND(Module):
           ``[N, *out_spatial, output_channels]`` (unbatched if ``x`` was).
         """
         x = jnp.asarray(x)
-        x, unbatched = args.check_rank(self, x, self.num_spatial_dims)
+        x, unbatched = args.check_input(self, x, self.num_spatial_dims)
         c = x.shape[-1 if self.channels_last else 1]
         if c % self.feature_group_count:
             raise errors.ModuleInputError(
@@ -132,24 +126,6 @@ class ConvND(Module):
         return y[0] if unbatched else y
 
 
-def _fixed(n: int) -> Callable[..., None]:
-    def __init__(self: ConvND, output_channels: int, kernel_shape: int | Sequence[int],
-                 stride: int | Sequence[int] = 1,
-                 rate: int | Sequence[int] = 1,
-                 padding: args.Padding = "SAME", with_bias: bool = True,
-                 w_init: Initializer | None = None,
-                 b_init: Initializer | None = None,
-                 data_format: str | None = None,
-                 mask: jax.Array | None = None,
-                 feature_group_count: int = 1, name: str | None = None) -> None:
-        ConvND.__init__(self, n, output_channels, kernel_shape, stride, rate, padding,
-                        with_bias, w_init, b_init, data_format, mask,
-                        feature_group_count, name)
-    __init__.__doc__ = (f"Builds the convolution: the arguments of :class:`ConvND` with "
-                        f"num_spatial_dims={n}.")
-    return __init__
-
-
 class Conv1D(ConvND):
     """A 1D convolution over ``[N, W, C]`` (``data_format`` default ``"NWC"``).
 
@@ -158,7 +134,7 @@ class Conv1D(ConvND):
       f = mh.transform(lambda x: mh.nn.Conv1D(4, kernel_shape=3)(x))
       y = f.apply(f.init(0, jnp.ones([2, 10, 3])), None, jnp.ones([2, 10, 3]))  # (2, 10, 4)
     """
-    __init__ = _fixed(1)
+    __init__ = args.fixed_dims(ConvND, 1)
 
 
 class Conv2D(ConvND):
@@ -169,7 +145,7 @@ class Conv2D(ConvND):
       f = mh.transform(lambda x: mh.nn.Conv2D(16, 3, stride=2)(x))
       y = f.apply(f.init(0, jnp.ones([2, 8, 8, 3])), None, jnp.ones([2, 8, 8, 3]))  # (2, 4, 4, 16)
     """
-    __init__ = _fixed(2)
+    __init__ = args.fixed_dims(ConvND, 2)
 
 
 class Conv3D(ConvND):
@@ -180,4 +156,4 @@ class Conv3D(ConvND):
       f = mh.transform(lambda x: mh.nn.Conv3D(4, 3, padding="VALID")(x))
       y = f.apply(f.init(0, jnp.ones([1, 5, 5, 5, 2])), None, jnp.ones([1, 5, 5, 5, 2]))
     """
-    __init__ = _fixed(3)
+    __init__ = args.fixed_dims(ConvND, 3)

@@ -6,7 +6,7 @@ numbers, including its ``output_shape`` padding rule.
 """
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -16,14 +16,14 @@ from minihaiku import errors
 from minihaiku import params as params_lib
 from minihaiku.module import Module
 from minihaiku.nn import _conv_args as args
+from minihaiku.nn import _layer_args
 from minihaiku.params import Initializer
-
-_zeros = jax.nn.initializers.zeros
 
 
 def _fan_in_truncated_normal(key, shape, dtype):
     # w is [*kernel, out, in]: fan_in = prod(kernel) * in, as Haiku.
-    return args.fan_in_init(math.prod(shape[:-2]) * shape[-1])(key, shape, dtype)
+    stddev = 1.0 / math.sqrt(math.prod(shape[:-2]) * shape[-1])
+    return _layer_args.truncated_normal(stddev, key, shape, dtype)
 
 
 def _output_padding(module: Any, size: int, out: int, k: int, s: int,
@@ -81,9 +81,10 @@ class ConvNDTranspose(Module):
           name: module name, default the class name.
         """
         super().__init__(name=name)
-        n = args.check_num_spatial_dims(self, num_spatial_dims)
+        n = _layer_args.positive_int(self, num_spatial_dims, "num_spatial_dims", 2)
         self.num_spatial_dims = n
-        self.output_channels = args.check_positive(self, output_channels, "output_channels")
+        self.output_channels = _layer_args.positive_int(self, output_channels,
+                                                        "output_channels")
         self.kernel_shape = args.replicate(self, kernel_shape, n, "kernel_shape")
         self.stride = args.replicate(self, stride, n, "stride")
         self.padding = args.resolve_padding(self, padding, self.kernel_shape, (1,) * n,
@@ -92,7 +93,7 @@ class ConvNDTranspose(Module):
         if output_shape is not None:
             self.output_shape = args.replicate(self, output_shape, n, "output_shape")
             if not isinstance(self.padding, str):
-                raise errors.ModuleInputError(
+                raise errors.InvalidArgumentError(
                     f"{args.where(self)} got output_shape with explicit padding "
                     f"{padding!r}. Fix: use padding 'SAME' or 'VALID' with output_shape.")
         layout = args.layout(self, n, output_channels, with_bias, b_init, data_format,
@@ -101,7 +102,7 @@ class ConvNDTranspose(Module):
         self.with_bias = with_bias
         self._dn, self._b_shape = layout.dimension_numbers, layout.bias_shape
         self.w_init = w_init or _fan_in_truncated_normal
-        self.b_init = b_init or _zeros
+        self.b_init = b_init or _layer_args.zeros
         self.mask = mask
 
     def __call__(self, x: jax.Array, *,
@@ -116,7 +117,7 @@ class ConvNDTranspose(Module):
           ``[N, *out_spatial, output_channels]`` (unbatched if ``x`` was).
         """
         x = jnp.asarray(x)
-        x, unbatched = args.check_rank(self, x, self.num_spatial_dims)
+        x, unbatched = args.check_input(self, x, self.num_spatial_dims)
         c = x.shape[-1 if self.channels_last else 1]
         w_shape = self.kernel_shape + (self.output_channels, c)
         w = params_lib.get_param("w", w_shape, x.dtype, self.w_init)
@@ -140,23 +141,6 @@ class ConvNDTranspose(Module):
         return y[0] if unbatched else y
 
 
-def _fixed(n: int) -> Callable[..., None]:
-    def __init__(self: ConvNDTranspose, output_channels: int, kernel_shape: int | Sequence[int],
-                 stride: int | Sequence[int] = 1,
-                 output_shape: int | Sequence[int] | None = None,
-                 padding: str | Sequence[tuple[int, int]] = "SAME",
-                 with_bias: bool = True, w_init: Initializer | None = None,
-                 b_init: Initializer | None = None,
-                 data_format: str | None = None,
-                 mask: jax.Array | None = None, name: str | None = None) -> None:
-        ConvNDTranspose.__init__(self, n, output_channels, kernel_shape, stride,
-                                 output_shape, padding, with_bias, w_init, b_init,
-                                 data_format, mask, name)
-    __init__.__doc__ = (f"Builds the layer: the arguments of :class:`ConvNDTranspose` "
-                        f"with num_spatial_dims={n}.")
-    return __init__
-
-
 class Conv1DTranspose(ConvNDTranspose):
     """A 1D transposed convolution over ``[N, W, C]``.
 
@@ -165,7 +149,7 @@ class Conv1DTranspose(ConvNDTranspose):
       f = mh.transform(lambda x: mh.nn.Conv1DTranspose(4, 3, stride=2)(x))
       y = f.apply(f.init(0, jnp.ones([2, 5, 3])), None, jnp.ones([2, 5, 3]))  # (2, 10, 4)
     """
-    __init__ = _fixed(1)
+    __init__ = args.fixed_dims(ConvNDTranspose, 1)
 
 
 class Conv2DTranspose(ConvNDTranspose):
@@ -176,7 +160,7 @@ class Conv2DTranspose(ConvNDTranspose):
       f = mh.transform(lambda x: mh.nn.Conv2DTranspose(4, 3, stride=2)(x))
       y = f.apply(f.init(0, jnp.ones([2, 5, 5, 3])), None, jnp.ones([2, 5, 5, 3]))
     """
-    __init__ = _fixed(2)
+    __init__ = args.fixed_dims(ConvNDTranspose, 2)
 
 
 class Conv3DTranspose(ConvNDTranspose):
@@ -187,4 +171,4 @@ class Conv3DTranspose(ConvNDTranspose):
       f = mh.transform(lambda x: mh.nn.Conv3DTranspose(2, 2, stride=2)(x))
       y = f.apply(f.init(0, jnp.ones([1, 3, 3, 3, 1])), None, jnp.ones([1, 3, 3, 3, 1]))
     """
-    __init__ = _fixed(3)
+    __init__ = args.fixed_dims(ConvNDTranspose, 3)

@@ -5,23 +5,16 @@ A ``ConvND`` with ``feature_group_count`` equal to the input channels:
 channel_multiplier]`` (``[..., 1, 1]`` channels-first), Haiku's layout.
 """
 
-import math
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 
-from minihaiku import errors
 from minihaiku import params as params_lib
 from minihaiku.module import Module
 from minihaiku.nn import _conv_args as args
+from minihaiku.nn import _layer_args
 from minihaiku.params import Initializer
-
-_zeros = jax.nn.initializers.zeros
-
-
-def _fan_in_truncated_normal(key, shape, dtype):
-    return args.fan_in_init(math.prod(shape[:-1]))(key, shape, dtype)
 
 
 class DepthwiseConv2D(Module):
@@ -58,26 +51,23 @@ class DepthwiseConv2D(Module):
           name: module name, default ``DepthwiseConv2D``.
         """
         super().__init__(name=name)
-        self.channel_multiplier = args.check_positive(
-            self, channel_multiplier, "channel_multiplier")
+        self.channel_multiplier = _layer_args.positive_int(
+            self, channel_multiplier, "channel_multiplier", 2)
         self.kernel_shape = args.replicate(self, kernel_shape, 2, "kernel_shape")
         self.stride = args.replicate(self, stride, 2, "stride")
         self.rate = args.replicate(self, rate, 2, "rate")
         self.padding = args.resolve_padding(self, padding, self.kernel_shape, self.rate)
-        if not with_bias and b_init is not None:
-            raise errors.ModuleInputError(
-                f"{args.where(self)} got b_init but with_bias=False. Fix: drop b_init "
-                "or set with_bias=True.")
+        _layer_args.check_bias_init(self, with_bias, b_init)
         self.channels_last, self.data_format = args.channels_last(self, data_format, 2)
         self.with_bias = with_bias
-        self.w_init = w_init or _fan_in_truncated_normal
-        self.b_init = b_init or _zeros
+        self.w_init = w_init or _layer_args.fan_in_truncated_normal  # fan_in: kh * kw
+        self.b_init = b_init or _layer_args.zeros
         self._dn = args.dimension_numbers(2, self.channels_last, transpose=False)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Convolves ``x`` ``[N, H, W, C]`` to ``[N, H', W', C * channel_multiplier]``."""
         x = jnp.asarray(x)
-        x, _ = args.check_rank(self, x, 2, batched_only=True)
+        x, _ = args.check_input(self, x, 2, batched_only=True)
         c = x.shape[-1 if self.channels_last else 1]
         out = c * self.channel_multiplier
         w = params_lib.get_param("w", self.kernel_shape + (1, out), x.dtype, self.w_init)

@@ -1,5 +1,6 @@
 """``Embed``: a lookup table of vectors, one per token id."""
 
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -8,9 +9,10 @@ import numpy as np
 from minihaiku import errors
 from minihaiku import params as params_lib
 from minihaiku.module import Module
+from minihaiku.nn import _layer_args
 from minihaiku.params import Initializer
 
-_truncated_normal = jax.nn.initializers.truncated_normal(1.0)
+_truncated_normal = functools.partial(_layer_args.truncated_normal, 1.0)  # Haiku's default
 
 
 class Embed(Module):
@@ -21,11 +23,12 @@ class Embed(Module):
     :meth:`embeddings`, which both ``__call__`` and ``attend`` call, so it has
     one path, ``<module path>/embeddings/embeddings``, shared by both.
 
-    Ids must be in ``[0, vocab_size)``. Concrete (eager) ids out of range are
-    a ``ModuleInputError``; under ``jax.jit`` ids are not known, and JAX's
-    indexing wraps a negative id ``-k`` (``k <= vocab_size``) to ``vocab_size -
-    k`` as NumPy does, then clamps into range: an id ``>= vocab_size`` reads the
-    last row, one ``< -vocab_size`` the first (the same as Haiku).
+    Ids must be in ``[0, vocab_size)``. Concrete (eager) ids out of range,
+    negative ones included, are a ``ModuleInputError``. Under ``jax.jit`` ids
+    are not known and not checked: JAX's indexing wraps a negative id ``-k``
+    (``k <= vocab_size``) to row ``vocab_size - k`` as NumPy does (``-1`` reads
+    the last row), then clamps into range: an id ``>= vocab_size`` reads the
+    last row, one ``< -vocab_size`` the first (the same as dm-haiku).
 
     Example::
 
@@ -47,8 +50,8 @@ class Embed(Module):
           name: module name, default ``Embed``.
         """
         super().__init__(name=name)
-        self.vocab_size = vocab_size
-        self.embed_dim = embed_dim
+        self.vocab_size = _layer_args.positive_int(self, vocab_size, "vocab_size", 1000)
+        self.embed_dim = _layer_args.positive_int(self, embed_dim, "embed_dim", 64)
         self.w_init = w_init or _truncated_normal
 
     def embeddings(self) -> jax.Array:
@@ -74,7 +77,9 @@ class Embed(Module):
                     f"Embed at '{self.module_path}' (vocab_size={self.vocab_size}) got "
                     f"ids of shape {ids.shape} in [{lo}, {hi}]; ids must be in [0, "
                     f"{self.vocab_size}). Fix: map ids into the vocabulary or raise "
-                    "vocab_size (under jit, out-of-range ids are clamped, not checked).")
+                    "vocab_size. (Under jax.jit ids are not checked: a negative id -k "
+                    "reads row vocab_size - k, as NumPy indexing, and ids still out of "
+                    "range are clamped, as in dm-haiku.)")
         # jnp.asarray: params loaded by mh.io are numpy arrays, which traced ids
         # cannot index.
         return jnp.asarray(self.embeddings())[ids]

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 
 from minihaiku import errors
 from minihaiku.module import Module
-from minihaiku.nn import _normalize
+from minihaiku.nn import _layer_args, _normalize
 from minihaiku.nn._normalize import Axes
 from minihaiku.params import Initializer
 
@@ -28,6 +28,8 @@ class GroupNorm(Module):
       f = mh.transform(lambda x: mh.nn.GroupNorm(2)(x))
       params = f.init(0, jnp.ones([1, 4, 4, 6]))  # scale, offset: (6,)
     """
+
+    keeps_float32 = True  # statistics in low precision lose what they measure
 
     def __init__(self, groups: int, axis: Axes = slice(1, None),
                  create_scale: bool = True, create_offset: bool = True,
@@ -52,11 +54,7 @@ class GroupNorm(Module):
         """
         super().__init__(name=name)
         self._where = where = f"{type(self).__name__} at '{self.module_path}'"
-        if not _normalize._is_int(groups) or groups < 1:
-            raise errors.InvalidArgumentError(
-                f"{where}: groups={groups!r} must be an int >= 1. Fix: pass "
-                "e.g. groups=32 (a divisor of the channel count).")
-        self.groups = groups
+        self.groups = _layer_args.positive_int(self, groups, "groups", 32)
         self.axis = _normalize.check_axes(where, "axis", axis)
         self.channel_index = _normalize.channel_index(data_format, where)
         self.data_format = data_format

@@ -20,6 +20,8 @@ class InstanceNorm(LayerNorm):
       params = f.init(0, jnp.ones([1, 4, 4, 3]))  # scale, offset: (3,)
     """
 
+    keeps_float32 = True  # statistics in low precision lose what they measure
+
     def __init__(self, create_scale: bool = True, create_offset: bool = True,
                  eps: float = 1e-5, *,
                  scale_init: Initializer | None = None,

@@ -26,6 +26,8 @@ class LayerNorm(Module):
       params = f.init(0, jnp.ones([2, 8]))  # '~/LayerNorm_0/__call__/scale': (8,)
     """
 
+    keeps_float32 = True  # statistics in low precision lose what they measure
+
     def __init__(self, axis: Axes = -1, create_scale: bool = True,
                  create_offset: bool = True, eps: float = 1e-5, *,
                  scale_init: Initializer | None = None,

@@ -1,32 +1,13 @@
 """``Linear``: an affine layer ``x @ w + b``."""
 
-import math
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
 from minihaiku import errors
 from minihaiku import params as params_lib
 from minihaiku.module import Module
+from minihaiku.nn import _layer_args
 from minihaiku.params import Initializer
-
-_zeros = jax.nn.initializers.zeros
-
-
-def _fan_in_truncated_normal(key, shape, dtype):
-    # The default `w` init: truncated normal with stddev 1/sqrt(fan_in). Reading
-    # fan_in from the shape keeps one module-level function for every layer, so
-    # apply never builds an initializer it would not use.
-    stddev = 1.0 / math.sqrt(shape[0])
-    return jax.nn.initializers.truncated_normal(stddev)(key, shape, dtype)
-
-
-def _as_int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 1
 
 
 class Linear(Module):
@@ -59,20 +40,11 @@ class Linear(Module):
           name: module name, default ``Linear``.
         """
         super().__init__(name=name)
-        if (not isinstance(output_size, int) or isinstance(output_size, bool)
-                or output_size < 1):
-            raise errors.ModuleInputError(
-                f"Linear at '{self.module_path}' got output_size={output_size!r}; it "
-                "must be a positive int (the size of the output's last axis). Fix: "
-                f"e.g. Linear({max(1, _as_int(output_size))}).")
-        if not with_bias and b_init is not None:
-            raise errors.ModuleInputError(
-                f"Linear at '{self.module_path}' got b_init but with_bias=False. "
-                "Fix: drop b_init or set with_bias=True.")
-        self.output_size = output_size
+        self.output_size = _layer_args.positive_int(self, output_size, "output_size")
+        _layer_args.check_bias_init(self, with_bias, b_init)
         self.with_bias = with_bias
-        self.w_init = w_init or _fan_in_truncated_normal
-        self.b_init = b_init or _zeros
+        self.w_init = w_init or _layer_args.fan_in_truncated_normal
+        self.b_init = b_init or _layer_args.zeros
         self.precision = precision
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -88,10 +60,7 @@ class Linear(Module):
                 "shape [..., in]. Fix: pass x[None] or x.reshape(1, 1).")
         dtype = x.dtype
         if not jnp.issubdtype(dtype, jnp.inexact):
-            raise errors.ModuleInputError(
-                f"Linear at '{self.module_path}' got an input of dtype {dtype} (shape "
-                f"{x.shape}); params take the input's dtype, so it must be floating. "
-                "Fix: cast first, e.g. x.astype(jnp.float32).")
+            raise _layer_args.not_floating(self, x)
         w = params_lib.get_param("w", (x.shape[-1], self.output_size), dtype,
                                  self.w_init)
         if self.precision is None:  # The hot path: exactly `x @ w + b`.

@@ -6,6 +6,7 @@ import jax
 
 from minihaiku import errors
 from minihaiku.module import Module
+from minihaiku.nn import _layer_args
 from minihaiku.nn._dropout import dropout
 from minihaiku.nn.linear import Linear
 from minihaiku.params import Initializer
@@ -45,13 +46,10 @@ class MLP(Module):
         super().__init__(name=name)
         self.output_sizes = tuple(output_sizes)
         if not self.output_sizes:
-            raise errors.ModuleInputError(
+            raise errors.InvalidArgumentError(
                 f"MLP at '{self.module_path}' got no output_sizes. Fix: pass "
                 "the size of each layer, e.g. MLP([64, 64, 10]).")
-        if not with_bias and b_init is not None:
-            raise errors.ModuleInputError(
-                f"MLP at '{self.module_path}' got b_init but with_bias=False. Fix: "
-                "drop b_init or set with_bias=True.")
+        _layer_args.check_bias_init(self, with_bias, b_init)
         self.activation = activation
         self.activate_final = activate_final
         self.with_bias = with_bias

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from minihaiku import errors
 from minihaiku.module import Module
+from minihaiku.nn import _layer_args
 
 Size = int | Sequence[int]
 
@@ -21,9 +22,9 @@ def _full_shape(x: jax.Array, size: Size, channel_axis: int | None, what: str,
                 caller: str) -> tuple[int, ...]:
     # Haiku's broadcasting: an int applies to every axis but the first (batch)
     # and the channel axis; a shorter sequence is padded with leading 1s.
-    if isinstance(size, int) and not isinstance(size, bool):
+    if _layer_args.is_int(size):
         if size < 1:
-            raise errors.ModuleInputError(
+            raise errors.InvalidArgumentError(
                 f"{caller} got {what}={size}; it must be >= 1. Fix: e.g. {what}=2.")
         if channel_axis is not None and not -x.ndim <= channel_axis < x.ndim:
             raise errors.ModuleInputError(
@@ -32,11 +33,14 @@ def _full_shape(x: jax.Array, size: Size, channel_axis: int | None, what: str,
         channel = None if channel_axis is None else channel_axis % x.ndim
         return (1,) + tuple(1 if d == channel else size for d in range(1, x.ndim))
     try:
-        sizes = None if isinstance(size, bool) else tuple(size)
+        sizes = None if isinstance(size, int) else tuple(size)  # an int here is a bool
     except TypeError:
         sizes = None
-    if (sizes is None or len(sizes) > x.ndim
-            or not all(isinstance(s, int) and s >= 1 for s in sizes)):
+    if sizes is None or not all(_layer_args.is_int(s) and s >= 1 for s in sizes):
+        raise errors.InvalidArgumentError(
+            f"{caller} got {what}={size!r}; it needs an int >= 1 or a sequence of "
+            f"them (one per axis). Fix: e.g. {what}=2 or {what}=(1, 2, 2, 1) for NHWC.")
+    if len(sizes) > x.ndim:
         raise errors.ModuleInputError(
             f"{caller} got {what}={size!r} for an input of shape {x.shape}; it needs an "
             f"int >= 1 or at most {x.ndim} of them (one per axis; missing leading axes "
@@ -47,7 +51,7 @@ def _full_shape(x: jax.Array, size: Size, channel_axis: int | None, what: str,
 def _prepare(value, window_shape, strides, padding, channel_axis, caller):
     x = jnp.asarray(value)
     if padding not in ("SAME", "VALID"):
-        raise errors.ModuleInputError(
+        raise errors.InvalidArgumentError(
             f"{caller} got padding={padding!r}. Fix: pass 'SAME' or 'VALID'.")
     window = _full_shape(x, window_shape, channel_axis, "window_shape", caller)
     strides = _full_shape(x, strides, channel_axis, "strides", caller)
@@ -110,7 +114,7 @@ class _Pool(Module):
                  channel_axis: int | None = -1, name: str | None = None):
         super().__init__(name=name)
         if padding not in ("SAME", "VALID"):
-            raise errors.ModuleInputError(
+            raise errors.InvalidArgumentError(
                 f"{type(self).__name__} at '{self.module_path}' got padding={padding!r}. "
                 "Fix: pass 'SAME' or 'VALID'.")
         self.window_shape = window_shape

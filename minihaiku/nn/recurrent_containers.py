@@ -43,7 +43,7 @@ class DeepRNN(RNNCore):
         self.layers = tuple(layers)
         for i, layer in enumerate(self.layers):
             if not callable(layer):
-                raise errors.ModuleInputError(
+                raise errors.InvalidArgumentError(
                     f"DeepRNN at '{self.module_path}': layer {i} is {layer!r}, not "
                     "callable. Fix: pass recurrent cores or functions.")
 
@@ -91,7 +91,7 @@ class ResetCore(RNNCore):
         """Wraps ``core`` (a module with ``__call__`` and ``initial_state``)."""
         super().__init__(name=name)
         if not callable(getattr(core, "initial_state", None)):
-            raise errors.ModuleInputError(
+            raise errors.InvalidArgumentError(
                 f"ResetCore at '{self.module_path}' got {core!r}, which has no "
                 "initial_state. Fix: wrap a recurrent core such as mh.nn.LSTM(8).")
         self.core = core

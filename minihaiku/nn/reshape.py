@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 from minihaiku import errors
 from minihaiku.module import Module
+from minihaiku.nn import _layer_args
 
 
 class Reshape(Module):
@@ -34,13 +35,13 @@ class Reshape(Module):
         """
         super().__init__(name=name)
         shape = tuple(output_shape)
-        if not isinstance(preserve_dims, int) or preserve_dims == 0:
-            raise errors.ModuleInputError(
+        if not _layer_args.is_int(preserve_dims) or preserve_dims == 0:
+            raise errors.InvalidArgumentError(
                 f"{type(self).__name__} at '{self.module_path}' got preserve_dims="
                 f"{preserve_dims!r}; it must be a non-zero int. Fix: e.g. 1 to keep "
                 "the batch dim.")
-        if shape.count(-1) > 1 or not all(isinstance(d, int) and d >= -1 for d in shape):
-            raise errors.ModuleInputError(
+        if shape.count(-1) > 1 or not all(_layer_args.is_int(d) and d >= -1 for d in shape):
+            raise errors.InvalidArgumentError(
                 f"{type(self).__name__} at '{self.module_path}' got output_shape="
                 f"{shape}; it needs sizes >= 0 and at most one -1. Fix: e.g. (4, -1).")
         self.output_shape = shape

@@ -26,6 +26,8 @@ class RMSNorm(Module):
       params = f.init(0, jnp.ones([2, 8]))  # '~/RMSNorm_0/__call__/scale': (8,)
     """
 
+    keeps_float32 = True  # statistics in low precision lose what they measure
+
     def __init__(self, axis: Axes = -1, eps: float = 1e-5, *,
                  scale_init: Initializer | None = None,
                  create_scale: bool = True,

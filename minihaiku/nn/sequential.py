@@ -35,7 +35,7 @@ class Sequential(Module):
         self.layers = tuple(layers)
         for i, layer in enumerate(self.layers):
             if not callable(layer):
-                raise errors.ModuleInputError(
+                raise errors.InvalidArgumentError(
                     f"Sequential at '{self.module_path}': layer {i} is {layer!r}, not "
                     "callable. Fix: pass modules or functions, e.g. "
                     "[mh.nn.Linear(8), jax.nn.relu].")

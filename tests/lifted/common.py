@@ -1,27 +1,18 @@
-"""What the mh.lifted tests share: one test-local Linear and reference helpers."""
+"""What the mh.lifted tests share: the test Linear and reference helpers."""
+
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+import helpers
 import minihaiku as mh
+from helpers import Linear  # noqa: F401 (the lifted tests import it from here)
 
 L = mh.lifted
 normal = jax.nn.initializers.normal(1.0)
 X = jnp.linspace(-1.0, 1.0, 12).reshape(4, 3)
-
-
-class Linear(mh.Module):
-    """A test-local Linear (no mh.nn): params 'w' [in, out] and 'b' [out]."""
-
-    def __init__(self, size, name=None):
-        super().__init__(name=name)
-        self.size = size
-
-    def __call__(self, x):
-        w = mh.get_param("w", (x.shape[-1], self.size), init=normal)
-        b = mh.get_param("b", (self.size,), init=normal)
-        return x @ w + b
 
 
 def lin(params, prefix, x):
@@ -33,11 +24,8 @@ def shapes(tree):
     return {k: tuple(v.shape) for k, v in tree.items()}
 
 
-def assert_close(a, b, **kw):
-    jax.tree_util.tree_map(
-        lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b),
-                                                rtol=kw.get("rtol", 2e-4),
-                                                atol=kw.get("atol", 1e-5)), a, b)
+# The lifted tests compare against hand-written references at this rtol.
+assert_close = functools.partial(helpers.assert_close, rtol=2e-4)
 
 
 def assert_all_distinct(test, keys):

@@ -1,4 +1,4 @@
-"""Test helper: run an mh.nn function and dm-haiku's on the same weights.
+"""The one dm-haiku comparison: an mh.nn function and dm-haiku's on the same weights.
 
 The minihaiku params are randomised, copied into Haiku's layout by a
 ``to_haiku`` function, and outputs and gradients (w.r.t. the float inputs
@@ -9,9 +9,9 @@ dependency; the library never imports it.
 import haiku as hk
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 import minihaiku as mh
+from helpers.close import assert_close
 
 KEY = jax.random.PRNGKey(0)
 ATOL = 1e-5
@@ -23,13 +23,6 @@ def randn(seed, shape, dtype=jnp.float32):
 
 def randomize(params, seed=1):
     return {k: randn(seed + i, v.shape) for i, (k, v) in enumerate(params.items())}
-
-
-def assert_close(a, b, atol=ATOL):
-    leaves_a, leaves_b = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
-    assert len(leaves_a) == len(leaves_b), (len(leaves_a), len(leaves_b))
-    for x, y in zip(leaves_a, leaves_b, strict=True):
-        np.testing.assert_allclose(x, y, rtol=1e-5, atol=atol)
 
 
 def module_params(params, prefix, names=("w", "b")):
