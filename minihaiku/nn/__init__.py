@@ -18,6 +18,7 @@ from minihaiku.nn.instance_norm import InstanceNorm
 from minihaiku.nn.layer_norm import LayerNorm
 from minihaiku.nn.linear import Linear
 from minihaiku.nn.mlp import MLP
+from minihaiku.nn.moving_averages import EMAParamsTree, ExponentialMovingAverage
 from minihaiku.nn.pool import AvgPool, MaxPool, avg_pool, max_pool
 from minihaiku.nn.recurrent import GRU, LSTM, LSTMState, RNNCore, VanillaRNN
 from minihaiku.nn.recurrent_containers import DeepRNN, ResetCore
@@ -36,4 +37,6 @@ __all__ = [
     "Conv2DTranspose", "Conv3DTranspose", "ConvNDTranspose", "DepthwiseConv2D",
     "AvgPool", "MaxPool", "avg_pool", "max_pool", "DeepRNN", "ResetCore",
     "Flatten", "Reshape", "Sequential",
+    # Moving averages in state.
+    "ExponentialMovingAverage", "EMAParamsTree",
 ]

@@ -34,7 +34,9 @@ class Linear(Module):
 
     Params (under ``<module path>/__call__/``): ``w`` of shape ``[in, out]``,
     default truncated normal with stddev ``1/sqrt(in)``, and ``b`` of shape
-    ``[out]``, default zeros. Params take the dtype of ``x``.
+    ``[out]``, default zeros. Params take the dtype of ``x``. ``input_size``
+    is ``None`` until the layer is called, then the size of the input's last
+    axis (as Haiku's; ``mh.nets.MLP.reverse`` reads it).
 
     Example::
 
@@ -74,6 +76,7 @@ class Linear(Module):
         self.w_init = w_init or _fan_in_truncated_normal
         self.b_init = b_init or _zeros
         self.precision = precision
+        self.input_size: int | None = None
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Returns ``x @ w + b``, of shape ``x.shape[:-1] + (output_size,)``."""
@@ -92,7 +95,8 @@ class Linear(Module):
                 f"Linear at '{self.module_path}' got an input of dtype {dtype} (shape "
                 f"{x.shape}); params take the input's dtype, so it must be floating. "
                 "Fix: cast first, e.g. x.astype(jnp.float32).")
-        w = params_lib.get_param("w", (x.shape[-1], self.output_size), dtype,
+        self.input_size = x.shape[-1]
+        w = params_lib.get_param("w", (self.input_size, self.output_size), dtype,
                                  self.w_init)
         if self.precision is None:  # The hot path: exactly `x @ w + b`.
             y = x @ w
