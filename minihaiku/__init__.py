@@ -8,7 +8,9 @@ from minihaiku import (
     config,  # noqa: F401  (mh.config)
     data,  # noqa: F401  (mh.data)
     io,  # noqa: F401  (mh.io)
+    interop,  # noqa: F401  (mh.interop)
     lifted,  # noqa: F401  (mh.lifted)
+    nets,  # noqa: F401  (mh.nets)
     nn,  # noqa: F401  (mh.nn)
     precision,  # noqa: F401  (mh.precision)
     sharding,  # noqa: F401  (mh.sharding)
@@ -67,7 +69,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     # Sub-packages.
-    "config", "data", "io", "lifted", "nn", "precision", "sharding",
+    "config", "data", "interop", "io", "lifted", "nets", "nn", "precision", "sharding",
     # Errors.
     "MiniHaikuError", "CheckpointError", "CheckpointNotFoundError",
     "InterceptorError", "InvalidArgumentError", "InvalidNameError",

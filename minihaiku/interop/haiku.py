@@ -1,0 +1,2 @@
+def from_haiku(*a, **k): pass
+def to_haiku(*a, **k): pass
