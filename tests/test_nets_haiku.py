@@ -110,21 +110,30 @@ def check_stateless(test, name, hk_fn, mh_fn, *args):
 
 
 SMALL = {"blocks_per_group": (2, 1, 1, 2), "channels_per_group": (8, 8, 16, 16),
-         "use_projection": (True, False, True, True)}
+         "use_projection": (False, True, True, True)}
 
 
 class ResNetTest(parameterized.TestCase):
 
-    @parameterized.product(resnet_v2=(False, True), bottleneck=(False, True))
+    # In float32 the moving variances differ by up to ~2e-5 where a channel's
+    # batch holds 2 values: dm-haiku's E[x²] - E[x]² cancels there (minihaiku
+    # computes two-pass). So the ResNets are compared in float64.
+    def test_small_resnet_v1_matches_haiku(self):
+        self.test_small_resnet_matches_haiku(False, False)
+
+    @pytest.mark.slow
+    @parameterized.parameters((False, True), (True, False), (True, True))
     def test_small_resnet_matches_haiku(self, resnet_v2, bottleneck):
         kw = dict(SMALL, num_classes=5, resnet_v2=resnet_v2, bottleneck=bottleneck)
-        check_stateful(
-            self, "ResNet (small)",
-            lambda x, t: hk.nets.ResNet(**kw, initial_conv_config={"output_channels": 8})(
-                x, t),
-            lambda x, t: mh.nets.ResNet(**kw, initial_conv_channels=8)(x, t),
-            randn(0, [2, 16, 16, 3]))
+        with jax.enable_x64(True):
+            check_stateful(
+                self, "ResNet (small, float64)",
+                lambda x, t: hk.nets.ResNet(**kw, initial_conv_config={"output_channels": 8})(
+                    x, t),
+                lambda x, t: mh.nets.ResNet(**kw, initial_conv_channels=8)(x, t),
+                randn(0, [2, 16, 16, 3]).astype(jnp.float64))
 
+    @pytest.mark.slow
     def test_test_local_stats_matches_haiku(self):
         kw = dict(SMALL, num_classes=5, bottleneck=False)
         theirs = hk.transform_with_state(
@@ -144,15 +153,20 @@ class ResNetTest(parameterized.TestCase):
 
     @pytest.mark.slow
     def test_resnet18_matches_haiku(self):
-        check_stateful(self, "ResNet18", lambda x, t: hk.nets.ResNet18(10)(x, t),
-                       lambda x, t: mh.nets.ResNet18(10)(x, t), randn(0, [2, 32, 32, 3]),
-                       steps=1)
+        with jax.enable_x64(True):
+            check_stateful(self, "ResNet18 (float64)", lambda x, t: hk.nets.ResNet18(10)(x, t),
+                           lambda x, t: mh.nets.ResNet18(10)(x, t),
+                           randn(0, [2, 32, 32, 3]).astype(jnp.float64), steps=1)
 
 
 class MobileNetV1Test(parameterized.TestCase):
 
-    @parameterized.parameters(True, False)
-    def test_small_mobilenet_matches_haiku(self, use_bn):
+    def test_small_mobilenet_matches_haiku(self):
+        self.test_small_mobilenet_without_bn_matches_haiku(True)
+
+    @pytest.mark.slow
+    @parameterized.parameters(False)
+    def test_small_mobilenet_without_bn_matches_haiku(self, use_bn):
         kw = dict(strides=(1, 2, 1), channels=(8, 16, 16), num_classes=4, use_bn=use_bn)
         check_stateful(self, "MobileNetV1 (small)",
                        lambda x, t: hk.nets.MobileNetV1(**kw)(x, t),
@@ -199,10 +213,11 @@ class MLPTest(absltest.TestCase):
 class BuildingBlocksTest(absltest.TestCase):
 
     def test_multi_head_attention_matches_haiku(self):
-        w_init = hk.initializers.VarianceScaling(1.0)
+        hk_init = hk.initializers.VarianceScaling(1.0)
+        w_init = jax.nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
         check_stateless(
             self, "MultiHeadAttention",
-            lambda x: hk.MultiHeadAttention(2, 3, w_init=w_init, model_size=6)(x, x, x),
+            lambda x: hk.MultiHeadAttention(2, 3, w_init=hk_init, model_size=6)(x, x, x),
             lambda x: mh.nn.MultiHeadAttention(2, 3, w_init, model_size=6)(x, x, x),
             randn(0, [2, 4, 6]))
 
