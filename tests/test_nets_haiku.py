@@ -119,11 +119,14 @@ class ResNetTest(parameterized.TestCase):
     # batch holds 2 values: dm-haiku's E[x²] - E[x]² cancels there (minihaiku
     # computes two-pass). So the ResNets are compared in float64.
     def test_small_resnet_v1_matches_haiku(self):
-        self.test_small_resnet_matches_haiku(False, False)
+        self._small_resnet(False, False)
 
     @pytest.mark.slow
     @parameterized.parameters((False, True), (True, False), (True, True))
     def test_small_resnet_matches_haiku(self, resnet_v2, bottleneck):
+        self._small_resnet(resnet_v2, bottleneck)
+
+    def _small_resnet(self, resnet_v2, bottleneck):
         kw = dict(SMALL, num_classes=5, resnet_v2=resnet_v2, bottleneck=bottleneck)
         with jax.enable_x64(True):
             check_stateful(
@@ -162,11 +165,13 @@ class ResNetTest(parameterized.TestCase):
 class MobileNetV1Test(parameterized.TestCase):
 
     def test_small_mobilenet_matches_haiku(self):
-        self.test_small_mobilenet_without_bn_matches_haiku(True)
+        self._small_mobilenet(True)
 
     @pytest.mark.slow
-    @parameterized.parameters(False)
-    def test_small_mobilenet_without_bn_matches_haiku(self, use_bn):
+    def test_small_mobilenet_without_bn_matches_haiku(self):
+        self._small_mobilenet(False)
+
+    def _small_mobilenet(self, use_bn):
         kw = dict(strides=(1, 2, 1), channels=(8, 16, 16), num_classes=4, use_bn=use_bn)
         check_stateful(self, "MobileNetV1 (small)",
                        lambda x, t: hk.nets.MobileNetV1(**kw)(x, t),
