@@ -121,8 +121,8 @@ class ResNetTest(parameterized.TestCase):
     def test_small_resnet_v1_matches_haiku(self):
         self._small_resnet(False, False)
 
-    @pytest.mark.slow
     @parameterized.parameters((False, True), (True, False), (True, True))
+    @pytest.mark.slow
     def test_small_resnet_matches_haiku(self, resnet_v2, bottleneck):
         self._small_resnet(resnet_v2, bottleneck)
 
