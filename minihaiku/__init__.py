@@ -7,8 +7,8 @@ reference of every public name.
 from minihaiku import (
     config,  # noqa: F401  (mh.config)
     data,  # noqa: F401  (mh.data)
-    io,  # noqa: F401  (mh.io)
     interop,  # noqa: F401  (mh.interop)
+    io,  # noqa: F401  (mh.io)
     lifted,  # noqa: F401  (mh.lifted)
     nets,  # noqa: F401  (mh.nets)
     nn,  # noqa: F401  (mh.nn)
