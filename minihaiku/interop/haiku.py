@@ -210,7 +210,8 @@ def _to_nested(flat: Mapping[str, Any], target: Mapping[str, Any] | None,
 
 
 def _haiku_names(flat: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
-    names, seen = {}, {}
+    names: dict[str, tuple[str, str]] = {}
+    seen: dict[tuple[str, str], str] = {}
     for path in flat:
         key = haiku_name(path)
         if key in seen:

@@ -116,8 +116,8 @@ class MLP(Module):
         Returns:
           A new ``MLP``.
         """
-        sizes = tuple(layer.input_size for layer in reversed(self.layers))
-        if any(s is None for s in sizes):
+        sizes = tuple(layer.input_size or 0 for layer in reversed(self.layers))
+        if not all(sizes):
             raise errors.ModuleInputError(
                 f"MLP at '{self.module_path}' cannot be reversed before it is called: "
                 "the layers' input sizes are only known then. Fix: call it first, "

@@ -174,7 +174,7 @@ class EMAParamsTree(Module):
         return self._average(tree, "", update_stats)
 
     def _average(self, tree: Mapping[str, Any], prefix: str, update_stats: bool) -> dict:
-        out = {}
+        out: dict[str, Any] = {}
         for k, v in tree.items():
             key = f"{prefix}{k}"
             if isinstance(v, Mapping):
