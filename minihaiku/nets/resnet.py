@@ -180,8 +180,11 @@ class ResNet(Module):
 
     Example::
 
-      f = mh.transform_with_state(
-          lambda x, t: mh.nets.ResNet18(10, initial_conv_channels=8)(x, t))
+      cfg = mh.nets.ResNetConfig(
+          blocks_per_group=(1, 1, 1, 1), num_classes=10, bottleneck=False,
+          channels_per_group=(8, 16, 16, 16), use_projection=(False, True, True, True),
+          initial_conv_channels=8)     # or mh.nets.ResNet18(10)
+      f = mh.transform_with_state(lambda x, t: mh.nets.ResNet(cfg)(x, t))
       params, state = f.init(0, jnp.ones([1, 32, 32, 3]), True)
       logits, state = f.apply(params, state, None, jnp.ones([1, 32, 32, 3]), True)
     """
