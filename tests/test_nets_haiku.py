@@ -3,8 +3,8 @@
 Each test builds the dm-haiku model, converts its params (and state) with
 ``from_haiku``, and compares outputs, state updates and gradients (atol
 1e-5), eagerly and jitted, then converts back and checks the round trip is
-exact. ``MAX_DIFF`` collects the largest differences seen (printed by
-``python tests/test_nets_haiku.py``).
+exact. ``MAX_DIFF`` collects the largest differences seen (printed at the end of
+``python tests/test_nets_haiku.py``, which also runs the slow tests).
 """
 
 import functools
@@ -238,8 +238,11 @@ class BuildingBlocksTest(absltest.TestCase):
         check_stateful(self, "Linear/Conv2D/BatchNorm", hk_fn, mh_fn, randn(0, [2, 5, 5, 3]))
 
 
+def tearDownModule():
+    if __name__ == "__main__":  # Run as a script: report the largest differences.
+        for (name, kind), diff in sorted(MAX_DIFF.items()):
+            print(f"{name:32s} {kind:7s} {diff:.2e}")
+
+
 if __name__ == "__main__":
-    import sys
-    absltest.main(argv=sys.argv[:1], exit=False)
-    for (name, kind), diff in sorted(MAX_DIFF.items()):
-        print(f"{name:28s} {kind:7s} {diff:.2e}")
+    absltest.main()
