@@ -7,7 +7,7 @@ Two kinds of examples:
   them; a ``print(...)`` whose line ends in ``# ...`` (or is followed by
   comment-only lines) must print that text;
 * the ``Example::`` blocks in the docstrings of the public names of ``mh``,
-  ``mh.nn``, ``mh.lifted`` and ``mh.io`` (and of their public methods): each
+  ``mh.nn``, ``mh.lifted``, ``mh.io``, ``mh.nets`` and ``mh.interop`` (and of their public methods): each
   runs on its own with ``jax``, ``jnp``, ``np`` and ``mh`` in scope.
 """
 
@@ -102,7 +102,8 @@ def docstring_examples() -> dict:
     """{qualified name: example code} for every ``Example::`` block."""
     examples = {}
     for module, prefix in [(mh, "mh"), (mh.nn, "mh.nn"), (mh.lifted, "mh.lifted"),
-                           (mh.io, "mh.io")]:
+                           (mh.io, "mh.io"), (mh.nets, "mh.nets"),
+                           (mh.interop, "mh.interop")]:
         for name, obj in _public(module, prefix):
             doc = inspect.getdoc(obj) or ""
             match = re.search(r"^( *)Example::\n((?:\1 +.*\n|\s*\n)*)", doc + "\n", re.M)

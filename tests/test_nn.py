@@ -276,11 +276,15 @@ class BatchNormTest(absltest.TestCase):
         f = self._transformed()
         xs = [_randn(i, [6, 3, 4]) * (i + 1) + i for i in range(3)]
         params, state = f.init(_KEY, xs[0], True)
-        p = "~/BatchNorm_0/__call__/"   # params
-        q = "~/BatchNorm_0/"            # state is owned by the module
-        self.assertEqual(sorted(state), sorted(q + n for n in (
-            "counter", "mean_hidden", "var_hidden", "moving_mean", "moving_var")))
-        self.assertEqual(int(state[q + "counter"]), 0)
+        p = "~/BatchNorm_0/__call__/"
+        m, v = (f"~/BatchNorm_0/__init__/{n}_ema_0/" for n in ("mean", "var"))
+        self.assertEqual(sorted(state), sorted(e + n for e in (m, v) for n in (
+            "counter", "hidden", "average")))
+        self.assertEqual(int(state[m + "counter"]), 0)
+        # dm-haiku's init state: the averages start from init's batch.
+        np.testing.assert_allclose(state[m + "average"], xs[0].mean((0, 1)), rtol=1e-5)
+        np.testing.assert_allclose(state[v + "average"], xs[0].var((0, 1)), rtol=1e-5)
+        np.testing.assert_array_equal(state[m + "hidden"], jnp.zeros([4]))
         params = _randomize(params)
         scale, offset = params[p + "scale"], params[p + "offset"]
         self.assertEqual(scale.shape, (4,))
@@ -292,15 +296,16 @@ class BatchNormTest(absltest.TestCase):
                 out, (x - mean) / jnp.sqrt(var + 1e-3) * scale + offset, rtol=1e-4, atol=1e-4)
             hidden_m = 0.9 * hidden_m + 0.1 * mean
             hidden_v = 0.9 * hidden_v + 0.1 * var
-            self.assertEqual(int(state[q + "counter"]), t)
-            np.testing.assert_allclose(state[q + "moving_mean"], hidden_m / (1 - 0.9 ** t),
+            self.assertEqual(int(state[m + "counter"]), t)
+            self.assertEqual(int(state[v + "counter"]), t)
+            np.testing.assert_allclose(state[m + "average"], hidden_m / (1 - 0.9 ** t),
                                        rtol=1e-5, atol=1e-5)
-            np.testing.assert_allclose(state[q + "moving_var"], hidden_v / (1 - 0.9 ** t),
+            np.testing.assert_allclose(state[v + "average"], hidden_v / (1 - 0.9 ** t),
                                        rtol=1e-4, atol=1e-4)
         # Evaluation uses the moving statistics and leaves the state alone.
         x = xs[0]
         out, new_state = f.apply(params, state, None, x, False)
-        mm, mv = state[q + "moving_mean"], state[q + "moving_var"]
+        mm, mv = state[m + "average"], state[v + "average"]
         np.testing.assert_allclose(out, (x - mm) / jnp.sqrt(mv + 1e-3) * scale + offset,
                                    rtol=1e-5, atol=1e-5)
         for k in state:
@@ -312,14 +317,15 @@ class BatchNormTest(absltest.TestCase):
         x = _randn(0, [32, 5]) + 3
         params, state = f.init(_KEY, x, True)
         _, state = f.apply(params, state, None, x, True)
-        np.testing.assert_allclose(state["~/BatchNorm_0/moving_mean"], x.mean(0),
+        np.testing.assert_allclose(state["~/BatchNorm_0/__init__/mean_ema_0/average"],
+                                   x.mean(0),
                                    rtol=1e-4)
 
     def test_eval_in_init_creates_all_state(self):
         f = self._transformed()
         x = jnp.ones([2, 3])
         _, state = f.init(_KEY, x, False)
-        self.assertLen(state, 5)
+        self.assertLen(state, 6)
 
     def test_jit(self):
         f = self._transformed()
@@ -328,8 +334,8 @@ class BatchNormTest(absltest.TestCase):
         out, s1 = jax.jit(lambda p, s, x: f.apply(p, s, None, x, True))(params, state, x)
         out2, s2 = f.apply(params, state, None, x, True)
         np.testing.assert_allclose(out, out2, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(s1["~/BatchNorm_0/moving_var"],
-                                   s2["~/BatchNorm_0/moving_var"], rtol=1e-5)
+        p = "~/BatchNorm_0/__init__/var_ema_0/average"
+        np.testing.assert_allclose(s1[p], s2[p], rtol=1e-5)
 
     def test_errors(self):
         f = self._transformed()

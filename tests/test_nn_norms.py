@@ -205,7 +205,8 @@ class BatchNormOptionsTest(parameterized.TestCase):
         pre = "~/BatchNorm_0/__call__/"   # params
         state_pre = "~/BatchNorm_0/"      # state is owned by the module
         self.assertEqual(params[pre + "scale"].shape, (3,))
-        self.assertEqual(state[state_pre + "moving_mean"].shape, (3,))
+        ema = "~/BatchNorm_0/__init__/{}_ema_0/average"
+        self.assertEqual(state[ema.format("mean")].shape, (3,))
         hk_params = {"batch_norm": {n: params[pre + n].reshape(1, 3, 1, 1)
                                     for n in ("scale", "offset")}}
         _, hk_state = theirs.init(KEY, xs[0], True)
@@ -213,8 +214,7 @@ class BatchNormOptionsTest(parameterized.TestCase):
             out, state = ours.apply(params, state, None, x, True)
             hk_out, hk_state = theirs.apply(hk_params, hk_state, None, x, True)
             assert_close(out, hk_out)
-        assert_close(state[state_pre + "moving_var"],
-                     hk_state["batch_norm/~/var_ema"]["average"].ravel())
+        assert_close(state[ema.format("var")], hk_state["batch_norm/~/var_ema"]["average"].ravel())
         out, _ = ours.apply(params, state, None, xs[0], False)
         assert_close(out, theirs.apply(hk_params, hk_state, None, xs[0], False)[0])
 
@@ -236,7 +236,7 @@ class BatchNormOptionsTest(parameterized.TestCase):
         want = (xs - xs.mean()) / np.sqrt(xs.var() + 1e-3)
         self.assertTrue(np.all(np.isfinite(out)))
         np.testing.assert_allclose(out, want, atol=1e-3)
-        self.assertGreater(float(state["~/BatchNorm_0/moving_var"][0]), 0)
+        self.assertGreater(float(state["~/BatchNorm_0/__init__/var_ema_0/average"][0]), 0)
 
     def test_cross_replica_axis_under_vmap_uses_global_batch_statistics(self):
         ours = self._bn(cross_replica_axis="i")
@@ -248,8 +248,8 @@ class BatchNormOptionsTest(parameterized.TestCase):
                                   axis_name="i")(x)
         want, want_state = local.apply(params, state, None, x.reshape(12, 5), True)
         assert_close(out.reshape(12, 5), want)
-        for name in ("moving_mean", "moving_var"):
-            p = "~/BatchNorm_0/" + name   # state is owned by the module
+        for name in ("mean", "var"):
+            p = f"~/BatchNorm_0/__init__/{name}_ema_0/average"
             assert_close(new_state[p], jnp.broadcast_to(want_state[p], (4, 5)))
 
     def test_cross_replica_axis_unbound_names_module_and_fix(self):

@@ -28,6 +28,7 @@ from minihaiku.nn.instance_norm import InstanceNorm
 from minihaiku.nn.layer_norm import LayerNorm
 from minihaiku.nn.linear import Linear
 from minihaiku.nn.mlp import MLP
+from minihaiku.nn.moving_averages import EMAParamsTree, ExponentialMovingAverage
 from minihaiku.nn.pool import AvgPool, MaxPool, avg_pool, max_pool
 from minihaiku.nn.recurrent import GRU, LSTM, LSTMState, RNNCore, VanillaRNN
 from minihaiku.nn.recurrent_containers import DeepRNN, ResetCore
@@ -49,4 +50,6 @@ __all__ = [
     "Flatten", "Reshape", "Sequential",
     # Position embeddings.
     "RotaryEmbedding", "apply_rotary", "rotary_cos_sin",
+    # Moving averages in state.
+    "ExponentialMovingAverage", "EMAParamsTree",
 ]

@@ -8,9 +8,10 @@ import jax
 import jax.numpy as jnp
 
 from minihaiku import errors
-from minihaiku import state as state_lib
+from minihaiku import transform as transform_lib
 from minihaiku.module import Module
 from minihaiku.nn import _normalize
+from minihaiku.nn.moving_averages import ExponentialMovingAverage
 from minihaiku.params import Initializer
 
 
@@ -34,17 +35,24 @@ def _refuse_haiku_order(init: Callable[..., None]) -> Callable[..., None]:
 class BatchNorm(Module):
     """Batch normalisation over all axes but the channels (or over ``axis``).
 
-    In training it normalises with the batch mean and variance and updates
-    the moving statistics; otherwise it normalises with the moving ones. The
-    moving statistics are Haiku's ``ExponentialMovingAverage`` with
-    zero-debiasing: ``hidden = decay * hidden + (1 - decay) * value``, then
-    ``moving = hidden / (1 - decay ** counter)``, so the numbers match Haiku's
-    ``BatchNorm``. State, under ``<module path>/__call__/``: ``counter``
-    (int32), ``mean_hidden``, ``var_hidden``, ``moving_mean``, ``moving_var``
-    (shape ``[channels]``). Params ``scale`` (ones) and ``offset`` (zeros) have
-    shape ``[channels]``. Needs ``mh.transform_with_state``. (With an explicit
-    ``axis`` leaving several axes, params and statistics have the shape of the
-    kept axes.)
+    In training (or with ``test_local_stats``) it normalises with the batch
+    mean and variance; otherwise with the moving ones. Training updates the
+    moving statistics, two zero-debiased ``ExponentialMovingAverage``
+    submodules built in ``__init__`` as in dm-haiku: ``mean_ema`` and
+    ``var_ema``, so the state is, under
+    ``<module path>/__init__/{mean_ema_0,var_ema_0}/__call__/``: ``counter``
+    (int32), ``hidden`` and ``average`` (shape ``[channels]``). Params
+    ``scale`` (ones) and ``offset`` (zeros) have shape ``[channels]``. Needs
+    ``mh.transform_with_state``. (With an explicit ``axis`` leaving several
+    axes, params and statistics have the shape of the kept axes.)
+
+    Init state, as dm-haiku's: ``counter`` 0, ``hidden`` zeros, and
+    ``average`` the statistics of the batch init was called with (not zeros).
+    So a model evaluated straight after init normalises with that batch's
+    statistics, and the first training step in apply (counter 1) sets the
+    averages to the first training batch's statistics. Unlike dm-haiku, init
+    with ``is_training=False`` works too (it computes the same batch
+    statistics to create the state).
 
     The batch variance is the mean of squared deviations from the batch mean
     (two passes), so inputs with ``|mean| >> std`` stay exact. Haiku computes
@@ -74,6 +82,7 @@ class BatchNorm(Module):
                  axis: Sequence[int] | None = None,
                  cross_replica_axis: str | Sequence[str] | None = None,
                  data_format: str = "channels_last",
+                 test_local_stats: bool = False,
                  name: str | None = None):
         """Builds the layer.
 
@@ -89,6 +98,7 @@ class BatchNorm(Module):
             statistics over (``jax.lax.pmean``).
           data_format: ``"channels_last"`` (``N...C``) or ``"channels_first"``
             (``NC...``); says which axis holds the channels.
+          test_local_stats: the default of ``__call__``'s ``test_local_stats``.
           name: module name, default ``BatchNorm``.
         """
         super().__init__(name=name)
@@ -108,14 +118,21 @@ class BatchNorm(Module):
         self.scale_init, self.offset_init = _normalize.scale_offset_inits(
             f"BatchNorm at '{self.module_path}'", create_scale, create_offset,
             scale_init, offset_init)
+        self.test_local_stats = test_local_stats
+        self.mean_ema = ExponentialMovingAverage(decay_rate, name="mean_ema")
+        self.var_ema = ExponentialMovingAverage(decay_rate, name="var_ema")
 
-    def __call__(self, x: jax.Array, is_training: bool) -> jax.Array:
+    def __call__(self, x: jax.Array, is_training: bool,
+                 test_local_stats: bool | None = None) -> jax.Array:
         """Normalises ``x`` of shape ``[batch, ..., channels]``.
 
         Args:
           x: the input, rank at least 2.
           is_training: a Python bool: use (and update) batch statistics, or
             use the moving ones.
+          test_local_stats: when not training, normalise with the batch
+            statistics anyway (the moving ones are not updated); default: the
+            constructor's.
 
         Returns:
           The normalised array, same shape and dtype as ``x``.
@@ -143,14 +160,19 @@ class BatchNorm(Module):
         # Broadcast [kept sizes] against x; None when they already line up.
         bshape = None if kept == tuple(range(x.ndim - len(kept), x.ndim)) else tuple(
             x.shape[i] if i in kept else 1 for i in range(x.ndim))
-        stats = self._statistics(shape, dtype, where)
-        if is_training:
+        if test_local_stats is None:
+            test_local_stats = self.test_local_stats
+        init = not is_training and transform_lib.running_init()
+        if is_training or test_local_stats or init:
             mean = self._mean(x, axes, where)
             centered = x - (mean if bshape is None else mean.reshape(bshape))
             var = self._mean(jnp.square(centered), axes, where)
-            self._update(stats, mean, var)
+            if is_training or init:
+                # Init always creates the state, from this batch (dm-haiku's
+                # init state when training; dm-haiku's init fails otherwise).
+                self._update(mean, var, where)
         else:
-            mean, var = stats["moving_mean"], stats["moving_var"]
+            mean, var = self._averages(shape, dtype, where)
         if bshape is not None:
             mean, var = mean.reshape(bshape), var.reshape(bshape)
         return _normalize.normalize(self, x, mean, var, shape, dtype, bshape)
@@ -168,27 +190,28 @@ class BatchNorm(Module):
                 "jax.vmap(axis_name=...) (lifted: mh.lifted.vmap(axis_name=...)) "
                 "with that axis name, or pass cross_replica_axis=None.") from None
 
-    def _statistics(self, shape: Any, dtype: Any, where: str) -> dict:
-        # Read every entry, training or not, so that init creates all of them.
-        specs = {"counter": ((), jnp.int32), "mean_hidden": (shape, dtype),
-                 "var_hidden": (shape, dtype), "moving_mean": (shape, dtype),
-                 "moving_var": (shape, dtype)}
+    def _averages(self, shape: Any, dtype: Any, where: str) -> tuple[jax.Array, jax.Array]:
         try:
-            return {name: state_lib.get_state(name, s, d, init=jnp.zeros)
-                    for name, (s, d) in specs.items()}
+            mean, var = self.mean_ema.average, self.var_ema.average
         except (errors.MissingStateError, errors.StateNotAllowedError) as e:
-            raise type(e)(
-                f"{where} keeps its moving statistics in state, which is "
-                f"missing here: {e} BatchNorm needs mh.transform_with_state, "
-                "and apply needs the state returned by init (or by the "
-                "previous apply).") from None
-
-    def _update(self, stats: dict, mean: jax.Array, var: jax.Array) -> None:
-        counter = stats["counter"] + 1
-        decay = jnp.asarray(self.decay_rate, mean.dtype)
-        debias = 1 - jnp.power(decay, counter)
-        state_lib.set_state("counter", counter)
+            raise type(e)(_missing_state(where, e)) from None
         for name, value in (("mean", mean), ("var", var)):
-            hidden = stats[f"{name}_hidden"] * decay + value * (1 - decay)
-            state_lib.set_state(f"{name}_hidden", hidden)
-            state_lib.set_state(f"moving_{name}", hidden / debias)
+            if value.shape != shape:
+                raise errors.MismatchError(
+                    f"{where}: the moving {name} has shape {value.shape}, but this "
+                    f"input's statistics have shape {shape}. Fix: call it with "
+                    "inputs of the channel count init saw.")
+        return mean.astype(dtype), var.astype(dtype)
+
+    def _update(self, mean: jax.Array, var: jax.Array, where: str) -> None:
+        try:
+            self.mean_ema(mean)
+            self.var_ema(var)
+        except (errors.MissingStateError, errors.StateNotAllowedError) as e:
+            raise type(e)(_missing_state(where, e)) from None
+
+
+def _missing_state(where: str, e: Exception) -> str:
+    return (f"{where} keeps its moving statistics in state, which is missing "
+            f"here: {e} BatchNorm needs mh.transform_with_state, and apply needs "
+            "the state returned by init (or by the previous apply).")

@@ -15,7 +15,9 @@ class Linear(Module):
 
     Params (under ``<module path>/__call__/``): ``w`` of shape ``[in, out]``,
     default truncated normal with stddev ``1/sqrt(in)``, and ``b`` of shape
-    ``[out]``, default zeros. Params take the dtype of ``x``.
+    ``[out]``, default zeros. Params take the dtype of ``x``. ``input_size``
+    is ``None`` until the layer is called, then the size of the input's last
+    axis (as Haiku's; ``mh.nets.MLP.reverse`` reads it).
 
     Example::
 
@@ -46,6 +48,7 @@ class Linear(Module):
         self.w_init = w_init or _layer_args.fan_in_truncated_normal
         self.b_init = b_init or _layer_args.zeros
         self.precision = precision
+        self.input_size: int | None = None
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """Returns ``x @ w + b``, of shape ``x.shape[:-1] + (output_size,)``."""
@@ -61,7 +64,8 @@ class Linear(Module):
         dtype = x.dtype
         if not jnp.issubdtype(dtype, jnp.inexact):
             raise _layer_args.not_floating(self, x)
-        w = params_lib.get_param("w", (x.shape[-1], self.output_size), dtype,
+        self.input_size = x.shape[-1]
+        w = params_lib.get_param("w", (self.input_size, self.output_size), dtype,
                                  self.w_init)
         if self.precision is None:  # The hot path: exactly `x @ w + b`.
             y = x @ w
