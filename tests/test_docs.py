@@ -7,8 +7,8 @@ Two kinds of examples:
   them; a ``print(...)`` whose line ends in ``# ...`` (or is followed by
   comment-only lines) must print that text;
 * the ``Example::`` blocks in the docstrings of the public names of ``mh``,
-  ``mh.nn``, ``mh.lifted``, ``mh.io``, ``mh.nets`` and ``mh.interop`` (and of their public methods): each
-  runs on its own with ``jax``, ``jnp``, ``np`` and ``mh`` in scope.
+  ``mh.nn``, ``mh.lifted``, ``mh.io``, ``mh.nets`` and ``mh.interop`` (and of their
+  public methods): each runs on its own with ``jax``, ``jnp``, ``np`` and ``mh`` in scope.
 """
 
 import contextlib

@@ -203,7 +203,6 @@ class BatchNormOptionsTest(parameterized.TestCase):
         params, state = ours.init(KEY, xs[0], True)
         params = randomize(params)
         pre = "~/BatchNorm_0/__call__/"   # params
-        state_pre = "~/BatchNorm_0/"      # state is owned by the module
         self.assertEqual(params[pre + "scale"].shape, (3,))
         ema = "~/BatchNorm_0/__init__/{}_ema_0/average"
         self.assertEqual(state[ema.format("mean")].shape, (3,))

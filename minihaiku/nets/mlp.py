@@ -10,7 +10,7 @@ from minihaiku import errors
 from minihaiku import rng as rng_lib
 from minihaiku.module import Module
 from minihaiku.nets import _config
-from minihaiku.nn.dropout import dropout
+from minihaiku.nn import dropout
 from minihaiku.nn.linear import Linear
 from minihaiku.params import Initializer
 

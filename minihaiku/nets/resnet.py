@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from minihaiku import errors
-from minihaiku.lifted.layer_stack import layer_stack
+from minihaiku.lifted import layer_stack
 from minihaiku.module import Module
 from minihaiku.nets import _config
 from minihaiku.nn.batch_norm import BatchNorm

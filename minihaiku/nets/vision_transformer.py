@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from minihaiku import params as params_lib
-from minihaiku.lifted.layer_stack import layer_stack
+from minihaiku.lifted import layer_stack
 from minihaiku.module import Module
 from minihaiku.nets import _config
 from minihaiku.nn.attention import MultiHeadAttention

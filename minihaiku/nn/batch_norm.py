@@ -7,8 +7,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from minihaiku import _transform as transform_lib
 from minihaiku import errors
-from minihaiku import transform as transform_lib
 from minihaiku.module import Module
 from minihaiku.nn import _normalize
 from minihaiku.nn.moving_averages import ExponentialMovingAverage
