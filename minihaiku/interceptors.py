@@ -2,7 +2,7 @@
 
 Four context managers push a function on a thread-local stack for the length
 of a ``with`` block; ``get_param``, ``get_state``, ``set_state`` and module
-methods run every function on the matching stack (see :mod:`minihaiku._hooks`).
+methods run every function on the matching stack.
 The innermost registered function runs first and receives ``next_*``, which
 runs the next one out; the outermost one's ``next_*`` does the real work.
 Precision policies (:mod:`minihaiku.precision`) register as the outermost
