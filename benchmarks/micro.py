@@ -1,5 +1,11 @@
-"""2. Micro costs of the frame machinery, in microseconds per call."""
+"""2. Micro costs of the frame machinery, in microseconds per call.
 
+Each case is measured once (:func:`ours`, cached): this section reports the
+plain cases next to dm-haiku's, ``interceptors.py`` the cases with a no-op
+getter or profiler names on.
+"""
+
+import functools
 import time
 
 import jax
@@ -25,7 +31,20 @@ def _per_call(transformed_apply, params, repeats=5) -> float:
     return best / N * 1e6
 
 
-def _ours() -> dict:
+def _noop_getter(next_getter, value, ctx):
+    return next_getter(value)
+
+
+def _with_getter(f):
+    def g():
+        with mh.custom_getter(_noop_getter):
+            f()
+    return g
+
+
+@functools.cache
+def ours() -> dict:
+    """{case: µs per call} for every minihaiku case, measured once."""
     def construct_and_call():
         for _ in range(N):
             _Noop()(1)
@@ -41,12 +60,20 @@ def _ours() -> dict:
 
     params = {"~/w": jnp.zeros(2)}
     out = {}
-    for name, f in (("module construction + call", construct_and_call),
-                    ("method call on existing module", method_call),
-                    ("get_param in apply", get_param)):
+    for name, f, names in (
+            ("module construction + call", construct_and_call, False),
+            ("method call on existing module", method_call, False),
+            ("get_param in apply", get_param, False),
+            ("method call, no-op getter active", _with_getter(method_call), False),
+            ("get_param in apply, no-op getter active", _with_getter(get_param), False),
+            ("method call, profiler names on (eager)", method_call, True)):
         apply = mh.transform(f).apply
-        out[name] = _per_call(lambda p, apply=apply: apply(p, None), params)
+        with mh.config.override(profiler_names=names):
+            out[name] = _per_call(lambda p, apply=apply: apply(p, None), params)
     return out
+
+
+PLAIN = ("module construction + call", "method call on existing module", "get_param in apply")
 
 
 def _haiku() -> dict:
@@ -80,10 +107,10 @@ def _haiku() -> dict:
 
 
 def run(rows: list) -> None:
-    ours = _ours()
+    measured = ours()
     theirs = _haiku() if peers.hk else {}
-    for name, us in ours.items():
-        ref = theirs.get(name)
+    for name in PLAIN:
+        us, ref = measured[name], theirs.get(name)
         rows.append((f"micro: {name}", "µs per call", us, "",
                      f"dm-haiku {ref:.2f} µs ({us / ref:.2f}x)" if ref else ""))
     jax.block_until_ready(jnp.zeros(1))

@@ -32,10 +32,26 @@ _ONLY = flags.DEFINE_list("only", list(_SECTIONS), f"sections to run, of {list(_
 _WRITE = flags.DEFINE_bool("write_results", False, "rewrite benchmarks/RESULTS.md")
 
 
-def _table(rows) -> str:
-    lines = ["| benchmark | measure | value | target | detail |", "|---|---|---|---|---|"]
+def meets(value: float, target: str) -> str:
+    """"✓" or "✗" for a row with a target ("<= 1.3", ">= 2", "same"/"1": equal to 1), else ""."""
+    target, value = target.strip(), float(f"{value:.3g}")  # Judged as printed.
+    if not target:
+        return ""
+    if target.startswith("<="):
+        ok = value <= float(target[2:])
+    elif target.startswith(">="):
+        ok = value >= float(target[2:])
+    else:  # "same" or a number: an exact match, e.g. identical HLO op counts.
+        ok = value == (1.0 if target == "same" else float(target))
+    return "✓" if ok else "✗"
+
+
+def table(rows) -> str:
+    lines = ["| benchmark | measure | value | target | met | detail |",
+             "|---|---|---|---|---|---|"]
     for name, measure, value, target, detail in rows:
-        lines.append(f"| {name} | {measure} | {value:.3g} | {target} | {detail} |")
+        lines.append(f"| {name} | {measure} | {value:.3g} | {target} | "
+                     f"{meets(value, target)} | {detail} |")
     return "\n".join(lines)
 
 
@@ -49,14 +65,15 @@ def main(argv):
     rows = []
     for name in _ONLY.value:
         _SECTIONS[name](rows)
-    table = _table(rows)
-    print(table)
+    text_table = table(rows)
+    print(text_table)
     if _WRITE.value:
         path = os.path.join(os.path.dirname(__file__), "RESULTS.md")
         text = (f"# Benchmark results\n\n`python -m benchmarks.run` on "
                 f"{datetime.date.today().isoformat()}, {_machine()}.\n"
                 "Ratios are of times measured side by side in one process "
-                "(interleaved, best of rounds).\n\n" + table + "\n")
+                "(interleaved, best of rounds). ✓: the row meets its target; ✗: it misses it.\n\n"
+                + text_table + "\n")
         with open(path + ".tmp", "w") as f:
             f.write(text)
         os.replace(path + ".tmp", path)

@@ -22,6 +22,7 @@ from absl import app, flags, logging
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+import cli
 import minihaiku as mh
 import quadratic_mlp  # Also defines the training flags (--steps, --seed, ...).
 
@@ -70,6 +71,7 @@ def train(devices, steps: int, learning_rate: float = 0.003, seed: int = 0,
 
 def main(argv):
     del argv  # Unused.
+    cli.quiet_logs()
     if _COORDINATOR.value:
         jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     start = time.perf_counter()

@@ -21,6 +21,7 @@ import numpy as np
 import optax
 from absl import app, flags, logging
 
+import cli
 import minihaiku as mh
 
 _STEPS = flags.DEFINE_integer("steps", 300, "Training steps.")
@@ -173,6 +174,7 @@ def plot(path: str, data: Data, predictions: np.ndarray) -> None:
 
 def main(argv):
     del argv  # Unused.
+    cli.quiet_logs()
     start = time.perf_counter()
     data = load_data()
     logging.info("digits: %d train, %d test images", len(data.train_y), len(data.test_y))

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
+import cli
 import minihaiku as mh
 
 _STEPS = flags.DEFINE_integer("steps", 5000, "Training steps.")
@@ -135,6 +136,7 @@ def plot(path: str, xs, ys, predictions, title: str) -> None:
 
 def main(argv):
     del argv  # Unused.
+    cli.quiet_logs()
     start = time.perf_counter()
     xs, ys = make_data()
     net = make_network(_INIT.value)

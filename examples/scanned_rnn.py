@@ -20,6 +20,7 @@ import numpy as np
 import optax
 from absl import app, flags, logging
 
+import cli
 import minihaiku as mh
 
 _STEPS = flags.DEFINE_integer("steps", 1000, "Training steps.")
@@ -128,6 +129,7 @@ def plot(path: str, params, hidden_size: int, sequence_length: int, noise: float
 
 def main(argv):
     del argv  # Unused.
+    cli.quiet_logs()
     start = time.perf_counter()
     if _SUMMARY.value:
         xs = jax.ShapeDtypeStruct((_SEQUENCE_LENGTH.value, _BATCH_SIZE.value, 1), jnp.float32)

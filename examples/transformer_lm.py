@@ -17,7 +17,8 @@ shards params and batch over all local devices with ``mh.sharding`` rules;
 ``--checkpoint_path`` saves params, optimizer state and step with ``mh.io`` and
 resumes from that file, continuing the same loss curve (batches are a
 function of the step). ``--sample=N`` generates N characters one token per
-step with the attention decoding cache.
+step with the attention decoding cache; past ``--seq_len`` characters the
+context slides (the cache is refilled with the last ``seq_len // 2``).
 """
 
 import math
@@ -31,6 +32,7 @@ import numpy as np
 import optax
 from absl import app, flags, logging
 
+import cli
 import minihaiku as mh
 
 _D_MODEL = flags.DEFINE_integer("d_model", 128, "Width of the residual stream.")
@@ -57,7 +59,9 @@ _CHECKPOINT_EVERY = flags.DEFINE_integer(
 _STOP_AFTER = flags.DEFINE_integer(
     "stop_after", 0, "Stop this run after this many steps of the schedule (as if preempted); "
     "rerun with --checkpoint_path to resume.")
-_SAMPLE = flags.DEFINE_integer("sample", 0, "Generate this many characters after training.")
+_SAMPLE = flags.DEFINE_integer(
+    "sample", 0, "Generate this many characters after training (past --seq_len the context "
+    "slides: the last seq_len/2 characters are kept).")
 _PROMPT = flags.DEFINE_string("prompt", "The ", "Prompt for --sample.")
 _TEMPERATURE = flags.DEFINE_float("temperature", 0.8, "Sampling temperature.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the init, the batches and the sampling.")
@@ -173,6 +177,7 @@ def loss_bits(apply, params, tokens, targets):
 
 def main(argv):
     del argv  # Unused.
+    cli.quiet_logs()
     if _MULTIHOST.value:
         jax.distributed.initialize()
     start = time.perf_counter()
@@ -238,6 +243,7 @@ def main(argv):
     curves = {"train": [], "valid": []}
     seen, tick = 0, time.perf_counter()
     last = min(_STEPS.value, _STOP_AFTER.value or _STEPS.value)
+    eta = cli.Eta(_STEPS.value, first_step=int(ts.step))
     while int(ts.step) < last:
         step = int(ts.step)
         tokens, targets = batch(corpus.train, step, _SEED.value, _BATCH_SIZE.value,
@@ -251,8 +257,8 @@ def main(argv):
             curves["train"].append((step + 1, train_bits))
             curves["valid"].append((step + 1, valid_bits))
             logging.info("step %d train %.3f bits/char valid %.3f bits/char (unigram %.3f) "
-                         "%.0f tokens/s", step + 1, train_bits, valid_bits,
-                         corpus.unigram_bits, rate)
+                         "%.0f tokens/s [%s]", step + 1, train_bits, valid_bits,
+                         corpus.unigram_bits, rate, eta(step + 1))
             seen, tick = 0, time.perf_counter()
         if _CHECKPOINT_PATH.value and _CHECKPOINT_EVERY.value and (
                 (step + 1) % _CHECKPOINT_EVERY.value == 0):
@@ -274,34 +280,45 @@ def save(ts: TrainState) -> None:
 
 
 def sample(corpus: Corpus, params, prompt: str, length: int) -> str:
-    """Generates ``length`` characters after ``prompt``, one token per jitted step.
+    """The prompt and ``length`` generated characters, one token per jitted step.
 
-    The attention layers keep their keys and values in a decoding cache (state),
-    so each step runs the model on one new token only.
+    The attention layers keep their keys and values in a decoding cache (state)
+    of ``--seq_len`` positions, so each step runs the model on one new token.
+    When the cache is full the context slides: a fresh cache is filled with the
+    last ``seq_len // 2`` characters in one call, and decoding goes on. A prompt
+    longer than the cache keeps its last ``seq_len // 2`` characters as context.
     """
     vocab = {c: i for i, c in enumerate(corpus.vocab)}
     prompt_ids = [vocab.get(c, 0) for c in prompt] or [0]
-    total = min(len(prompt_ids) + length, _SEQ_LEN.value)
-    net = mh.transform_with_state(make_model(len(corpus.vocab), cache_size=_SEQ_LEN.value))
-    one = jnp.zeros((1, 1), jnp.int32)
-    _, cache = net.init(0, one, jnp.zeros((1,), jnp.int32))
+    seq_len, keep = _SEQ_LEN.value, max(_SEQ_LEN.value // 2, 1)
+    net = mh.transform_with_state(make_model(len(corpus.vocab), cache_size=seq_len))
+    _, empty = net.init(0, jnp.zeros((1, 1), jnp.int32), jnp.zeros((1,), jnp.int32))
 
     @jax.jit
-    def decode(cache, token, position, key):
-        logits, cache = net.apply(params, cache, None, token, position[None])
-        next_token = jax.random.categorical(key, logits[0, -1] / _TEMPERATURE.value)
-        return cache, next_token
+    def feed(cache, tokens, positions, key):
+        logits, cache = net.apply(params, cache, None, tokens, positions)
+        return cache, jax.random.categorical(key, logits[0, -1] / _TEMPERATURE.value)
+
+    def prefill(context):
+        return feed(empty, jnp.asarray([context], jnp.int32), jnp.arange(len(context)),
+                    next(keys))
 
     keys = mh.PRNGSequence(_SEED.value)
     out = list(prompt_ids)
-    token = jnp.asarray([[prompt_ids[0]]], jnp.int32)
-    for position in range(total - 1):
-        cache, next_token = decode(cache, token, jnp.asarray(position), next(keys))
-        if position + 1 < len(prompt_ids):
-            next_token = prompt_ids[position + 1]
+    context = prompt_ids if len(prompt_ids) < seq_len else prompt_ids[-keep:]
+    cache, token = prefill(context)
+    position = len(context)
+    for generated in range(length):
+        out.append(int(token))
+        if generated + 1 == length:
+            break
+        if position == seq_len:  # The cache is full: slide the context.
+            cache, token = prefill(out[-keep:])
+            position = keep
         else:
-            out.append(int(next_token))
-        token = jnp.asarray([[next_token]], jnp.int32)
+            cache, token = feed(cache, jnp.asarray([[out[-1]]], jnp.int32),
+                                jnp.asarray([position]), next(keys))
+            position += 1
     return "".join(corpus.vocab[i] for i in out)
 
 

@@ -189,8 +189,8 @@ def next_rng_keys(n: int) -> jax.Array:
       n: how many keys (a non-negative int).
 
     Returns:
-      An array of ``n`` keys (``[n, 2]`` raw keys, or ``[n]`` typed keys,
-      matching the transform's rng).
+      An array of ``n`` keys: ``[n, 2]`` raw keys, or ``[n]`` typed keys,
+        matching the transform's rng.
 
     Example::
 

@@ -17,6 +17,7 @@ import textwrap
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from absl.testing import absltest
 
 import minihaiku as mh
@@ -90,6 +91,7 @@ class QuadraticMLPTest(absltest.TestCase):
         mse = float(jnp.mean((_tutorial_mlp(params, xs) - xs ** 2) ** 2))
         np.testing.assert_allclose(mse, final, rtol=1e-3)
 
+    @pytest.mark.slow  # Another optimizer and init; the default run trains with SGD above.
     def test_adam_with_linear_default_init(self):
         log = _run(self, ["examples/quadratic_mlp.py", "--steps=200", "--log_every=100",
                           "--optimizer=adam", "--init=default"])
@@ -126,6 +128,7 @@ class DataParallelTest(absltest.TestCase):
         self.assertEqual(result["sharded"], [])
         np.testing.assert_allclose(*result["losses"], rtol=1e-4)
 
+    @pytest.mark.slow  # The 8-device training itself is checked by the test above.
     def test_main_on_eight_devices(self):
         tmp = _tempdir(self)
         log = _run(self, ["examples/data_parallel.py", "--steps=200", "--log_every=100",
@@ -151,6 +154,7 @@ class ScannedRNNTest(absltest.TestCase):
         self.assertEqual(params["~/LSTM_0/__call__/Linear_0/__call__/w"].shape, (33, 128))
         self.assertLen(params, 4)
 
+    @pytest.mark.slow  # remat inside scan is checked in tests/lifted; this runs the flag.
     def test_remat(self):
         log = _run(self, ["examples/scanned_rnn.py", "--steps=60", "--log_every=20", "--remat"])
         self.assertLess(_final(log), 0.5 * _losses(log)[0])

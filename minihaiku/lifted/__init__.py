@@ -1,11 +1,10 @@
 """Lifted JAX transforms: JAX transforms and control flow inside a transform.
 
 Each function here works in ``init`` and ``apply`` of a transformed function:
-it passes the params, state and a key into the JAX transform, runs the body in
-a frame pushed inside it, and brings the new params and state back out (see
-``_lift.py``). Outside a transform each raises a ``NotInTransformError``
-naming the plain ``jax`` function to use instead. Eagerly, the compiled JAX
-transform is reused across calls (``_eager_cache.py``; off with
+it passes the params, state and a key into the JAX transform, runs the body
+inside it, and brings the new params and state back out. Outside a transform
+each raises a ``NotInTransformError`` naming the plain ``jax`` function to use
+instead. Eagerly, the compiled JAX transform is reused across calls (off with
 ``eager_cache(False)``).
 """
 

@@ -35,7 +35,7 @@ def remat(f: Callable[..., Any], *, policy: Callable[..., bool] | None = None,
 
       def f(x):
         for _ in range(4):
-          x = mh.lifted.remat(lambda x: jnp.tanh(MyLinear(256)(x)))(x)
+          x = mh.lifted.remat(lambda x: jnp.tanh(mh.nn.Linear(256)(x)))(x)
         return x
     """
     statics = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)

@@ -3,6 +3,7 @@
 
 import jax
 import jax.numpy as jnp
+import pytest
 from absl.testing import absltest, parameterized
 
 import minihaiku as mh
@@ -115,6 +116,7 @@ class ScanTest(parameterized.TestCase):
         params = init(7, xs)
         assert_close(seen[0], apply(params, 7, xs))
 
+    @pytest.mark.slow  # Gradients through scan are checked by test_grad_matches_reference.
     def test_trains_a_recurrent_cell(self):
         xs = jax.random.normal(jax.random.PRNGKey(0), (5, 8, 3))
         target = jnp.sin(jnp.cumsum(xs[..., :1], axis=0))
