@@ -109,7 +109,7 @@ def labels(tree: Mapping[str, Any], rules: Pattern | Sequence[Pattern],
       {'~/Linear_0/__call__/w': 'frozen', '~/Linear_0/__call__/w/lora_a': 'trainable'}
     """
     tree = _flat(tree, "mh.data.labels")
-    many = rules if isinstance(rules, (list, tuple)) else [rules]
+    many: Sequence[Any] = rules if isinstance(rules, (list, tuple)) else [rules]
     if not many:
         raise errors.InvalidArgumentError(
             "mh.data.labels got no rules, so every param would be labelled "

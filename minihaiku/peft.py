@@ -15,16 +15,15 @@ stacked adapters layer by layer.
 
 import contextlib
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from minihaiku import errors
+from minihaiku import errors, scopes
 from minihaiku import interceptors as hooks_lib
 from minihaiku import params as params_lib
-from minihaiku import scopes
 
 A, B = "lora_a", "lora_b"
 _SUFFIXES = (f"/{A}", f"/{B}")
@@ -61,7 +60,7 @@ def lora(rules: str | Sequence[str], rank: int, alpha: float | None = None) -> I
             f"mh.peft.lora got rank={rank!r}; it must be a positive int. Fix: e.g. rank=8.")
     scale = _scale(alpha, rank, "mh.peft.lora")
 
-    def getter(next_getter, value, ctx: hooks_lib.Context):
+    def getter(next_getter: Callable, value: Any, ctx: hooks_lib.Context) -> Any:
         if (getattr(value, "ndim", 0) != 2 or ctx.path.endswith(_SUFFIXES)
                 or not any(p.search(ctx.path) for p in patterns)):
             return next_getter(value)
@@ -139,7 +138,8 @@ def _compiled(rules: Any) -> list:
     except (TypeError, re.error) as e:
         raise errors.InvalidArgumentError(
             f"mh.peft.lora got rules={rules!r}, which are not regexes ({e}). Fix: pass a "
-            "regex or a list of regexes searched in param paths, e.g. [r'q_proj', r'v_proj'].")
+            "regex or a list of regexes searched in param paths, e.g. "
+            "[r'q_proj', r'v_proj'].") from e
     if not patterns:
         raise errors.InvalidArgumentError(
             "mh.peft.lora got no rules, so no weight would get adapters. Fix: pass "
