@@ -102,7 +102,7 @@ def docstring_examples() -> dict:
     """{qualified name: example code} for every ``Example::`` block."""
     examples = {}
     for module, prefix in [(mh, "mh"), (mh.nn, "mh.nn"), (mh.lifted, "mh.lifted"),
-                           (mh.io, "mh.io")]:
+                           (mh.io, "mh.io"), (mh.peft, "mh.peft")]:
         for name, obj in _public(module, prefix):
             doc = inspect.getdoc(obj) or ""
             match = re.search(r"^( *)Example::\n((?:\1 +.*\n|\s*\n)*)", doc + "\n", re.M)
