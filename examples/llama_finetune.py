@@ -40,6 +40,7 @@ _HIDDEN = flags.DEFINE_integer("hidden_size", 128, "Random Llama: width.")
 _LAYERS = flags.DEFINE_integer("num_layers", 4, "Random Llama: blocks.")
 _HEADS = flags.DEFINE_integer("num_heads", 4, "Random Llama: query heads.")
 _KV_HEADS = flags.DEFINE_integer("num_kv_heads", 2, "Random Llama: key/value heads.")
+_INIT_STD = flags.DEFINE_float("init_std", 0.1, "Random Llama: stddev of its weights.")
 _LORA_RULES = flags.DEFINE_list("lora_rules", ["q_proj", "k_proj", "v_proj", "o_proj",
                                                "gate_proj", "up_proj", "down_proj"],
                                 "Regexes of the weights that get adapters.")
@@ -93,7 +94,8 @@ def random_checkpoint(directory: str) -> str:
     config = mh.nets.LlamaConfig(vocab_size=256, hidden_size=_HIDDEN.value,
                                  intermediate_size=4 * _HIDDEN.value,
                                  num_layers=_LAYERS.value, num_heads=_HEADS.value,
-                                 num_kv_heads=_KV_HEADS.value, max_position_embeddings=2048)
+                                 num_kv_heads=_KV_HEADS.value, max_position_embeddings=2048,
+                                 init_std=_INIT_STD.value)
     net = mh.transform(lambda t: mh.nets.Llama(config)(t))
     params = jax.jit(net.init)(_SEED.value, jnp.zeros((1, 8), jnp.int32))
     mh.interop.save_hf(directory, config, params)
@@ -113,12 +115,12 @@ def main(argv):
     del argv  # Unused.
     start = time.perf_counter()
     train, valid = load_bytes()
-    directory = _HF_CHECKPOINT.value or random_checkpoint(
-        os.path.join(tempfile.mkdtemp(), "random_llama"))
     mesh = mh.sharding.mesh(_MESH.value) if _MESH.value else None
-    config, base = mh.interop.load_hf(
-        directory, mesh=mesh, rules=sharding_rules() if mesh is not None else None,
-        scan_layers=True, cache_size=len(_PROMPT.value.encode()) + _SAMPLE.value)
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = _HF_CHECKPOINT.value or random_checkpoint(os.path.join(tmp, "random_llama"))
+        config, base = mh.interop.load_hf(
+            directory, mesh=mesh, rules=sharding_rules() if mesh is not None else None,
+            scan_layers=True, cache_size=len(_PROMPT.value.encode()) + _SAMPLE.value + 1)
     if config.vocab_size < 256:
         raise app.UsageError(f"{directory}: vocab_size {config.vocab_size} < 256 byte ids.")
     logging.info("loaded %s: %d params, %d layers", directory, mh.data.size(base),
