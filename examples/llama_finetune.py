@@ -49,7 +49,7 @@ _ALPHA = flags.DEFINE_float("alpha", 16.0, "LoRA alpha (adapters scaled by alpha
 _SEQ_LEN = flags.DEFINE_integer("seq_len", 128, "Training context length in bytes.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Sequences per step.")
 _STEPS = flags.DEFINE_integer("steps", 300, "Training steps.")
-_LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-2, "AdamW learning rate.")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 3e-3, "AdamW learning rate.")
 _MESH = flags.DEFINE_string("mesh", None, "Device mesh, e.g. 'data:2,model:4'.")
 _CHECKPOINT_PATH = flags.DEFINE_string(
     "checkpoint_path", None, "Resume from this mh.io file if it exists; save to it at the end.")
