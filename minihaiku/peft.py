@@ -25,8 +25,10 @@ from minihaiku import errors, scopes
 from minihaiku import interceptors as hooks_lib
 from minihaiku import params as params_lib
 
-A, B = "lora_a", "lora_b"
-_SUFFIXES = (f"/{A}", f"/{B}")
+__all__ = ["lora", "merge"]
+
+_A, _B = "lora_a", "lora_b"
+_SUFFIXES = (f"/{_A}", f"/{_B}")
 _A_INIT = jax.nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
 
 
@@ -68,8 +70,8 @@ def lora(rules: str | Sequence[str], rank: int, alpha: float | None = None) -> I
         # The adapters live at `<path>/lora_a`: a name scope named for the
         # weight puts them there (the getter runs in the weight's scope).
         with scopes.name_scope(ctx.name):
-            a = params_lib.get_param(A, (n_in, rank), value.dtype, _A_INIT)
-            b = params_lib.get_param(B, (rank, n_out), value.dtype, jax.nn.initializers.zeros)
+            a = params_lib.get_param(_A, (n_in, rank), value.dtype, _A_INIT)
+            b = params_lib.get_param(_B, (rank, n_out), value.dtype, jax.nn.initializers.zeros)
         return next_getter(value + (scale * a) @ b)
 
     with hooks_lib.custom_getter(getter):
@@ -112,7 +114,7 @@ def merge(params: Mapping[str, Any], alpha: float | None = None) -> dict:
                 (a.shape[-2], b.shape[-1]) != w.shape[-2:] or a.shape[-1] != b.shape[-2]:
             raise errors.MismatchError(
                 f"mh.peft.merge: adapter '{path}' {getattr(a, 'shape', None)} needs "
-                f"'{base}' and '{base}/{B}' of matching shapes; got "
+                f"'{base}' and '{base}/{_B}' of matching shapes; got "
                 f"{getattr(w, 'shape', None)} and {getattr(b, 'shape', None)}. Fix: pass "
                 "the complete params of a model run under mh.peft.lora.")
         scale = _scale(alpha, a.shape[-1], "mh.peft.merge")
