@@ -13,6 +13,7 @@ from minihaiku import (
     lifted,  # noqa: F401  (mh.lifted)
     nets,  # noqa: F401  (mh.nets)
     nn,  # noqa: F401  (mh.nn)
+    peft,  # noqa: F401  (mh.peft)
     precision,  # noqa: F401  (mh.precision)
     sharding,  # noqa: F401  (mh.sharding)
 )
@@ -73,7 +74,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     # Sub-packages.
-    "config", "data", "debug", "interop", "io", "lifted", "nets", "nn", "precision",
+    "config", "data", "debug", "interop", "io", "lifted", "nets", "nn", "peft", "precision",
     "sharding",
     # Errors.
     "MiniHaikuError", "CheckpointError", "CheckpointNotFoundError",

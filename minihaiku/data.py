@@ -12,6 +12,10 @@ them back.
 
 Typical uses, with optax::
 
+  optimizer = optax.multi_transform(  # train only the LoRA adapters
+      {"trainable": optax.adam(1e-3), "frozen": optax.set_to_zero()},
+      mh.data.labels(params, r"/lora_[ab]$"))
+
   frozen, trainable = mh.data.partition("Embed_", params)
   no_decay = mh.data.filter(r"LayerNorm|/b$", params)
   mask = {path: path not in no_decay for path in params}
@@ -19,7 +23,7 @@ Typical uses, with optax::
 """
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Union
 
 import jax
@@ -78,6 +82,41 @@ def partition(pattern_or_fn: Pattern, tree: Mapping[str, Any]) -> tuple[dict, di
     for path, value in tree.items():
         (matched if matches(path, value) else rest)[path] = value
     return matched, rest
+
+
+def labels(tree: Mapping[str, Any], rules: Pattern | Sequence[Pattern],
+           matched: str = "trainable", rest: str = "frozen") -> dict:
+    """Optax labels: ``matched`` for the paths matching ``rules``, ``rest`` otherwise.
+
+    The labels dict has ``tree``'s paths, so it is the ``param_labels`` of
+    ``optax.multi_transform``: freezing everything but the matched params
+    is one line, with ``optax.set_to_zero()`` for ``"frozen"``.
+
+    Args:
+      tree: a flat ``{path: value}`` dict, e.g. the params from ``init``.
+      rules: a regex or ``fn(path, value) -> bool``, or a list of them (a
+        path matching any one is matched).
+      matched: the label of matching paths.
+      rest: the label of the others.
+
+    Returns:
+      ``{path: label}`` in ``tree``'s order.
+
+    Example::
+
+      >>> params = {"~/Linear_0/__call__/w": 1, "~/Linear_0/__call__/w/lora_a": 2}
+      >>> mh.data.labels(params, r"lora_")
+      {'~/Linear_0/__call__/w': 'frozen', '~/Linear_0/__call__/w/lora_a': 'trainable'}
+    """
+    tree = _flat(tree, "mh.data.labels")
+    many: Sequence[Any] = rules if isinstance(rules, (list, tuple)) else [rules]
+    if not many:
+        raise errors.InvalidArgumentError(
+            "mh.data.labels got no rules, so every param would be labelled "
+            f"{rest!r}. Fix: pass a regex (or a list), e.g. r'/lora_[ab]$'.")
+    preds = [_predicate(r) for r in many]
+    return {path: matched if any(p(path, value) for p in preds) else rest
+            for path, value in tree.items()}
 
 
 def merge(*trees: Mapping[str, Any]) -> dict:

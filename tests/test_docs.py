@@ -106,7 +106,8 @@ def docstring_examples() -> dict:
     examples = {}
     for module, prefix in [(mh, "mh"), (mh.nn, "mh.nn"), (mh.lifted, "mh.lifted"),
                            (mh.io, "mh.io"), (mh.nets, "mh.nets"),
-                           (mh.interop, "mh.interop")]:
+                           (mh.interop, "mh.interop"),
+                           (mh.peft, "mh.peft")]:
         for name, obj in _public(module, prefix):
             doc = inspect.getdoc(obj) or ""
             match = re.search(r"^( *)Example::\n((?:\1 +.*\n|\s*\n)*)", doc + "\n", re.M)

@@ -1,4 +1,4 @@
-"""Smoke tests of the real-model examples: digits_cnn.py and transformer_lm.py.
+"""Smoke tests of the real-model examples: digits_cnn.py, transformer_lm.py, llama_finetune.py.
 
 Each runs as a user runs it, in a subprocess, with few steps; resuming from a
 checkpoint must continue the very run that was interrupted.
@@ -81,6 +81,45 @@ class TransformerLMTest(absltest.TestCase):
         curve = re.findall(_BITS, log)
         self.assertLen(curve, 1)
         self.assertLess(float(curve[0][1]), 8.0)
+
+
+_LLAMA = ["examples/llama_finetune.py", "--hidden_size=32", "--num_layers=2", "--num_heads=2",
+          "--num_kv_heads=1", "--seq_len=32", "--batch_size=4", "--eval_batches=1",
+          "--log_every=2", "--steps=6", "--sample=8"]
+_TRAIN = r"step (\d+) train loss ([0-9.]+) nats/byte ([0-9]+) tokens/s"
+_VALID = r"step (\d+) validation loss ([0-9.]+) nats/byte"
+
+
+class LlamaFinetuneTest(absltest.TestCase):
+
+    def test_fine_tunes_samples_exports_and_resumes_the_same_run(self):
+        tmp = _tempdir(self)
+        whole = _run(self, _LLAMA + [f"--export_dir={tmp / 'merged'}"])
+        valid = [float(v) for _, v in re.findall(_VALID, whole)]
+        self.assertLen(valid, 2)
+        self.assertLess(valid[1], valid[0])
+        train = re.findall(_TRAIN, whole)
+        self.assertEqual([int(s) for s, _, _ in train], [2, 4, 6])
+        self.assertGreater(min(int(r) for _, _, r in train), 0)
+        self.assertRegex(whole, r"sample: 'The ")
+        self.assertRegex(whole, r"sampled 8 bytes at [0-9]+ tokens/s")
+        # The merged export is a plain checkpoint: fine-tuning from it starts
+        # where the first run ended (its validation loss, adapters at zero).
+        again = _run(self, _LLAMA + ["--steps=0", "--sample=0",
+                                     f"--hf_checkpoint={tmp / 'merged'}"])
+        start = float(re.findall(_VALID, again)[0][1])
+        self.assertAlmostEqual(start, valid[1], delta=1e-3)
+        ckpt = f"--checkpoint_path={tmp / 'lora.npz'}"
+        _run(self, _LLAMA + ["--stop_after=4", "--sample=0", ckpt])
+        resumed = _run(self, _LLAMA + ["--sample=0", ckpt])
+        self.assertIn("resumed from", resumed)
+        self.assertEqual(re.findall(_TRAIN, resumed)[-1][:2], train[-1][:2])
+
+    @pytest.mark.slow  # ~20 s: the base loaded sharded over 8 host devices.
+    def test_mesh_over_eight_devices(self):
+        log = _run(self, _LLAMA + ["--mesh=data:2,model:4"], devices=8)
+        valid = [float(v) for _, v in re.findall(_VALID, log)]
+        self.assertLess(valid[1], valid[0])
 
 
 if __name__ == "__main__":
