@@ -30,7 +30,7 @@ class ExponentialMovingAverageTest(parameterized.TestCase):
         xs = [randn(i, [3]) for i in range(5)]
         _, state = ours.init(None, xs[0])
         _, hk_state = theirs.init(None, xs[0])
-        p = "~/ExponentialMovingAverage_0/__call__/"
+        p = "~/ExponentialMovingAverage_0/"
         self.assertEqual(sorted(state), [p + "average", p + "counter", p + "hidden"])
         for n in ("counter", "hidden", "average"):
             np.testing.assert_allclose(state[p + n], hk_state["exponential_moving_average"][n])

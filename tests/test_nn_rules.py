@@ -68,7 +68,7 @@ class ErrorRuleTest(parameterized.TestCase):
         f = mh.transform_with_state(
             lambda x: mh.nn.BatchNorm(0.9, 1e-3, create_scale=False)(x, True))
         _, state = f.init(KEY, jnp.ones([2, 3]))
-        self.assertIn("~/BatchNorm_0/moving_mean", state)
+        self.assertIn("~/BatchNorm_0/__init__/mean_ema_0/average", state)
 
 
 class DefaultsTest(absltest.TestCase):

@@ -1,7 +1,8 @@
 """dm-haiku params and state, both ways: ``from_haiku`` and ``to_haiku``.
 
 The mapping is structural, read off the minihaiku path; no per-net rules. A
-path is ``~`` followed by ``<module>_<n>/<method>`` pairs and the entry name.
+param path is ``~`` followed by ``<module>_<n>/<method>`` pairs and the entry
+name; a state path ends in the owning module, ``.../<module>_<n>/<name>``.
 Each module segment ``<name>_<n>`` is what dm-haiku calls ``<snake name>``
 for ``n == 0`` and ``<snake name>_<n>`` otherwise (``Linear_1`` ->
 ``linear_1``, ``ResNet18_0`` -> ``res_net18``, ``block_group_2_0`` ->
@@ -49,7 +50,8 @@ def haiku_name(path: str) -> tuple[str, str]:
       e.g. ``("mlp/~/linear_1", "w")``.
 
     Raises:
-      InvalidArgumentError: the path is not ``~/<module>_<n>/<method>/.../<name>``.
+      InvalidArgumentError: the path is not ``~/<module>_<n>/<method>/.../<name>``
+        (a param) or ``~/.../<module>_<n>/<name>`` (a state entry).
 
     Example::
 
@@ -57,8 +59,11 @@ def haiku_name(path: str) -> tuple[str, str]:
     """
     parts = path.split("/")
     middle = parts[1:-1]
-    if parts[0] != "~" or len(parts) < 4 or len(middle) % 2:
+    if parts[0] != "~" or len(parts) < 3:
         raise _path_error(path)
+    if len(middle) % 2:
+        # A state entry: it belongs to the module, no method segment follows it.
+        middle = middle + ["__state__"]
     name, joiner = "", ""
     for module, method in zip(middle[::2], middle[1::2], strict=True):
         match = _MODULE.match(module)

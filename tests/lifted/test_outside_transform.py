@@ -31,7 +31,8 @@ class OutsideTransformTest(parameterized.TestCase):
     def test_exports(self):
         self.assertCountEqual(L.__all__, [
             "cond", "switch", "layer_stack", "fori_loop", "while_loop", "remat", "scan", "vmap",
-            "grad", "value_and_grad", "eager_cache"])
+            "grad", "value_and_grad", "eager_cache", "unstack", "stack", "per_layer",
+            "PerLayerState"])
 
 
 if __name__ == "__main__":
