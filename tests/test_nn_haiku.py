@@ -123,7 +123,6 @@ class HaikuBatchNormTest(HaikuTestCase):
         params, state = ours.init(KEY, xs[0], True)
         params = randomize(params)
         pre = "~/BatchNorm_0/__call__/"   # params
-        state_pre = "~/BatchNorm_0/"      # state is owned by the module
         hk_params = {"batch_norm": {n: params[pre + n][None] for n in ("scale", "offset")}}
         _, hk_state = theirs.init(KEY, xs[0], True)
         for x in xs:
@@ -132,9 +131,11 @@ class HaikuBatchNormTest(HaikuTestCase):
             assert_close(out, hk_out)
         for name in ("mean", "var"):
             ema = hk_state[f"batch_norm/~/{name}_ema"]
-            self.assertEqual(int(state[state_pre + "counter"]), int(ema["counter"]))
-            assert_close(state[f"{state_pre}{name}_hidden"], ema["hidden"][0])
-            assert_close(state[f"{state_pre}moving_{name}"], ema["average"][0])
+            # Our statistics live in the EMA submodules, as dm-haiku's do.
+            ours_ema = f"~/BatchNorm_0/__init__/{name}_ema_0/"
+            self.assertEqual(int(state[ours_ema + "counter"]), int(ema["counter"]))
+            assert_close(state[ours_ema + "hidden"], ema["hidden"].ravel())
+            assert_close(state[ours_ema + "average"], ema["average"].ravel())
         out, _ = ours.apply(params, state, None, xs[0], False)
         hk_out, _ = theirs.apply(hk_params, hk_state, None, xs[0], False)
         assert_close(out, hk_out)

@@ -132,7 +132,7 @@ class BatchNormInitStateTest(absltest.TestCase):
         for ema in ("mean_ema", "var_ema"):
             for n in ("counter", "hidden", "average"):
                 np.testing.assert_allclose(
-                    state[f"~/BatchNorm_0/__init__/{ema}_0/__call__/{n}"],
+                    state[f"~/BatchNorm_0/__init__/{ema}_0/{n}"],
                     np.asarray(hk_state[f"batch_norm/~/{ema}"][n]).reshape(-1),
                     rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(
