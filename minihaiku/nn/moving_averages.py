@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from minihaiku import errors
 from minihaiku import state as state_lib
-from minihaiku.module import Module, module_method
+from minihaiku.module import Module
 
 
 def _check_decay(where: str, decay: float, zero_debias: bool, warmup_length: int) -> None:
@@ -27,19 +27,12 @@ def _check_decay(where: str, decay: float, zero_debias: bool, warmup_length: int
             "input. Fix: pass zero_debias=False.")
 
 
-def _call_scoped(f: Any) -> Any:
-    # The average's state lives under `<path>/__call__/`, whichever public
-    # method reads it (as Haiku's, where state is per module, not per method).
-    f.__name__ = "__call__"
-    return module_method(f)
-
-
-@_call_scoped
+# Called from the module's methods; state belongs to the module, so
+# `average` and `hidden` are the same entries whichever method touches them.
 def _read_average(self: "ExponentialMovingAverage") -> jax.Array:
     return state_lib.get_state("average")
 
 
-@_call_scoped
 def _create_zeros(self: "ExponentialMovingAverage", shape: Any, dtype: Any) -> None:
     state_lib.get_state("hidden", shape, dtype, init=jnp.zeros)
     state_lib.get_state("average", shape, dtype, init=jnp.zeros)

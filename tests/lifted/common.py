@@ -37,3 +37,16 @@ def assert_all_distinct(test, keys):
 def jgrad(f):
     """``jax.grad`` under ``jax.jit``: one compile instead of one per op (fast tests)."""
     return jax.jit(jax.grad(f))
+
+
+class LeakChecked:
+    """Mixin: the test runs with jax_check_tracer_leaks on."""
+
+    def setUp(self):
+        super().setUp()
+        self._was = jax.config.jax_check_tracer_leaks
+        jax.config.update("jax_check_tracer_leaks", True)
+
+    def tearDown(self):
+        jax.config.update("jax_check_tracer_leaks", self._was)
+        super().tearDown()

@@ -7,13 +7,13 @@ matrix of all pairs and the longer random search are marked slow.
 
 import itertools
 
-import jax
 import pytest
 from absl.testing import absltest, parameterized
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lifted import composition
+from lifted.common import LeakChecked
 
 _RING = [(a, composition.NAMES[(i + 1) % len(composition.NAMES)])
          for i, a in enumerate(composition.NAMES)]
@@ -23,19 +23,9 @@ _SHORT = list(zip(composition.NAMES[::2], composition.NAMES[1::2], strict=False)
 
 
 
-class _LeakChecked:
-
-    def setUp(self):
-        super().setUp()
-        self._was = jax.config.jax_check_tracer_leaks
-        jax.config.update("jax_check_tracer_leaks", True)
-
-    def tearDown(self):
-        jax.config.update("jax_check_tracer_leaks", self._was)
-        super().tearDown()
 
 
-class PairsComposeTest(_LeakChecked, parameterized.TestCase):
+class PairsComposeTest(LeakChecked, parameterized.TestCase):
 
     @parameterized.named_parameters(*[(f"{outer}__around__{inner}", outer, inner)
                                       for outer, inner in _SHORT])
@@ -44,7 +34,7 @@ class PairsComposeTest(_LeakChecked, parameterized.TestCase):
 
 
 @pytest.mark.slow  # ~1 min on two cores; the short ring above has every op.
-class RingComposeTest(_LeakChecked, parameterized.TestCase):
+class RingComposeTest(LeakChecked, parameterized.TestCase):
 
     @parameterized.named_parameters(*[(f"{outer}__around__{inner}", outer, inner)
                                       for outer, inner in _RING])
@@ -53,7 +43,7 @@ class RingComposeTest(_LeakChecked, parameterized.TestCase):
 
 
 @pytest.mark.slow
-class AllPairsComposeTest(_LeakChecked, parameterized.TestCase):
+class AllPairsComposeTest(LeakChecked, parameterized.TestCase):
 
     @parameterized.named_parameters(*[(f"{outer}__around__{inner}", outer, inner)
                                       for outer, inner in _ALL])
@@ -64,7 +54,7 @@ class AllPairsComposeTest(_LeakChecked, parameterized.TestCase):
 _NESTINGS = st.lists(st.sampled_from(composition.NAMES), min_size=1, max_size=3)
 
 
-class RandomNestingsComposeTest(_LeakChecked, absltest.TestCase):
+class RandomNestingsComposeTest(LeakChecked, absltest.TestCase):
 
     @settings(max_examples=2, deadline=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
@@ -74,7 +64,7 @@ class RandomNestingsComposeTest(_LeakChecked, absltest.TestCase):
 
 
 @pytest.mark.slow
-class ManyRandomNestingsComposeTest(_LeakChecked, absltest.TestCase):
+class ManyRandomNestingsComposeTest(LeakChecked, absltest.TestCase):
 
     @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
     @given(_NESTINGS)

@@ -23,22 +23,10 @@ from lifted import (
     test_unlifted,
     test_vmap,
 )
-from lifted.common import X, assert_close
+from lifted.common import LeakChecked, X, assert_close
 
 
-class _LeakChecked:
-
-    def setUp(self):
-        super().setUp()
-        self._was = jax.config.jax_check_tracer_leaks
-        jax.config.update("jax_check_tracer_leaks", True)
-
-    def tearDown(self):
-        jax.config.update("jax_check_tracer_leaks", self._was)
-        super().tearDown()
-
-
-class AllTransformsLeakTest(_LeakChecked, absltest.TestCase):
+class AllTransformsLeakTest(LeakChecked, absltest.TestCase):
 
     def test_checker_is_on(self):
         leaked = []
@@ -55,42 +43,42 @@ class AllTransformsLeakTest(_LeakChecked, absltest.TestCase):
 
 
 @pytest.mark.slow
-class RematLeakTest(_LeakChecked, test_remat.RematTest):
+class RematLeakTest(LeakChecked, test_remat.RematTest):
     pass
 
 
 @pytest.mark.slow
-class ScanLeakTest(_LeakChecked, test_scan.ScanTest):
+class ScanLeakTest(LeakChecked, test_scan.ScanTest):
     pass
 
 
 @pytest.mark.slow
-class LayerStackLeakTest(_LeakChecked, test_layer_stack.LayerStackTest):
+class LayerStackLeakTest(LeakChecked, test_layer_stack.LayerStackTest):
     pass
 
 
 @pytest.mark.slow
-class VmapLeakTest(_LeakChecked, test_vmap.VmapTest):
+class VmapLeakTest(LeakChecked, test_vmap.VmapTest):
     pass
 
 
 @pytest.mark.slow
-class CondSwitchLeakTest(_LeakChecked, test_cond.CondSwitchTest):
+class CondSwitchLeakTest(LeakChecked, test_cond.CondSwitchTest):
     pass
 
 
 @pytest.mark.slow
-class LoopsLeakTest(_LeakChecked, test_loops.LoopsTest):
+class LoopsLeakTest(LeakChecked, test_loops.LoopsTest):
     pass
 
 
 @pytest.mark.slow
-class NestingLeakTest(_LeakChecked, test_nesting.NestedTransformsTest):
+class NestingLeakTest(LeakChecked, test_nesting.NestedTransformsTest):
     pass
 
 
 @pytest.mark.slow
-class UnliftedLeakTest(_LeakChecked, test_unlifted.UnliftedTransformTest):
+class UnliftedLeakTest(LeakChecked, test_unlifted.UnliftedTransformTest):
     pass
 
 
