@@ -179,9 +179,9 @@ class PerLayerTest(absltest.TestCase):
 
     @pytest.mark.slow
     def test_compile_time_of_64_layers_stays_near_8(self):
-        def seconds(layers):
+        def seconds(layers, lr):
             f = _stacked(layers)
-            tx = L.per_layer(optax.adafactor(1e-2, min_dim_size_to_factor=4), layers)
+            tx = L.per_layer(optax.adafactor(lr, min_dim_size_to_factor=4), layers)
             params = jax.eval_shape(f.init, 0, X)
             state = jax.eval_shape(tx.init, params)
 
@@ -192,12 +192,15 @@ class PerLayerTest(absltest.TestCase):
 
             lowered = jax.jit(step).lower(params, state)
             start = time.perf_counter()
-            lowered.compile()     # a first compile: XLA caches compiled programs
+            lowered.compile()
             return time.perf_counter() - start
 
-        seconds(2)    # one-time start-up costs
-        c8, c64 = seconds(8), seconds(64)
-        self.assertLessEqual(c64 / c8, 1.3, (c64, c8))
+        seconds(2, 1e-2)    # one-time start-up costs
+        # XLA caches compiled programs, so each trial bakes in its own learning
+        # rate; interleaved, best of three: a busy CI core only adds time.
+        trials = [(seconds(8, 1e-2 * k), seconds(64, 1e-2 * k)) for k in (1, 2, 3)]
+        c8, c64 = min(t[0] for t in trials), min(t[1] for t in trials)
+        self.assertLessEqual(c64 / c8, 1.3, trials)
 
 
 _SCRIPT = pathlib.Path(__file__).with_name("layer_views_devices.py")
