@@ -12,6 +12,7 @@ import ml_dtypes
 import numpy as np
 
 import minihaiku as mh
+from helpers.subprocess_env import subprocess_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,13 +53,14 @@ def assert_trees_identical(test, got, want):
         test.assertEqual(np.asarray(g).tobytes(), w.tobytes())
 
 
-def run_python(code: str, umask: int | None = None, env: dict | None = None) -> str:
-    """Runs ``code`` in a fresh interpreter (under ``umask``, set by the shell)."""
+def run_python(code: str, umask: int | None = None, devices: int = 0) -> str:
+    """Runs ``code`` in a fresh interpreter (under ``umask``, set by the shell) with
+    ``devices`` host CPU devices."""
     argv = [sys.executable, "-c", textwrap.dedent(code)]
     if umask is not None:  # Not preexec_fn: forking a multithreaded JAX process is unsafe.
         argv = ["/bin/sh", "-c", f'umask {umask:03o} && exec "$0" "$@"'] + argv
     out = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False,
-                         env={**os.environ, "PYTHONPATH": REPO, **(env or {})})
+                         env=subprocess_env(devices))
     if out.returncode:
         raise AssertionError(f"subprocess failed:\n{out.stdout}\n{out.stderr}")
     return out.stdout

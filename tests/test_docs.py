@@ -25,6 +25,7 @@ import textwrap
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from absl.testing import absltest, parameterized
 
 import minihaiku as mh
@@ -38,6 +39,12 @@ _PAGES = sorted(
     for p in [_ROOT / "README.md", *(_ROOT / "docs").glob("*.md"),
               *(_ROOT / "docs" / "guides").glob("*.md"),
               *(_ROOT / "docs" / "reference").glob("*.md")])
+
+# Pages whose blocks train or build whole networks (4-16 s each on two cores)
+# run with the slow tests; every other page runs by default.
+_SLOW_PAGES = {"docs/reference/nn.md"} | {
+    f"docs/guides/{g}.md"
+    for g in ("attention", "hf", "interceptors", "io", "layer_views", "lifted", "lora", "nets", "nn")}
 
 # Pages whose printed outputs are known to be many: a page losing its checks
 # (e.g. a block renamed to ```py) fails here.
@@ -116,16 +123,20 @@ def docstring_examples() -> dict:
     return examples
 
 
+def _pages(slow: bool) -> list:
+    return [(re.sub(r"\W", "_", p), p) for p in _PAGES if (p in _SLOW_PAGES) == slow]
+
+
 class CodeBlocksTest(parameterized.TestCase):
 
-    @parameterized.named_parameters((re.sub(r'\W', '_', p), p) for p in _PAGES)
+    @parameterized.named_parameters(_pages(slow=False))
     def test_code_blocks_run_and_print_what_their_comments_say(self, page):
-        blocks = re.findall(r"```python\n(.*?)```", (_ROOT / page).read_text(), re.S)
-        namespace, checked = {"__name__": "__docs__"}, 0
-        with tempfile.TemporaryDirectory() as tmp, _chdir(tmp):
-            for i, block in enumerate(blocks):
-                checked += run_block(self, block, f"{page} block {i}", namespace)
-        self.assertGreaterEqual(checked, _MIN_CHECKS.get(page, 0))
+        _check_page(self, page)
+
+    @parameterized.named_parameters(_pages(slow=True))
+    @pytest.mark.slow
+    def test_code_blocks_of_long_pages(self, page):
+        _check_page(self, page)
 
     def test_every_page_with_runnable_code_is_found(self):
         for page in ["README.md", "docs/tutorial.md", "docs/api.md"]:
@@ -159,19 +170,43 @@ class DocstringExamplesTest(absltest.TestCase):
             self.assertIn(name, examples)
 
     def test_every_docstring_example_runs(self):
-        failures = []
-        for name, code in docstring_examples().items():
-            namespace = {"jax": jax, "jnp": jnp, "np": np, "mh": mh, "__name__": "__doc__"}
-            try:
-                with tempfile.TemporaryDirectory() as tmp, _chdir(tmp):
-                    if ">>>" in code:
-                        _run_doctest(code, name, namespace)
-                    else:
-                        run_block(self, code, f"docstring of {name}", namespace)
-            except Exception as e:  # noqa: BLE001 — collected and reported below
-                failures.append(f"{name}: {type(e).__name__}: {e}\n{code}")
-        # Every example defines what it uses (jax, jnp, np and mh are given).
-        self.assertEqual(failures, [], "\n\n".join(failures))
+        _check_examples(self, lambda name: not name.startswith(_SLOW_EXAMPLES))
+
+    @pytest.mark.slow
+    def test_every_network_docstring_example_runs(self):
+        _check_examples(self, lambda name: name.startswith(_SLOW_EXAMPLES))
+
+
+# Examples that build whole networks (ResNet, GPT-2, checkpoints: ~16 s in all)
+# run with the slow tests.
+_SLOW_EXAMPLES = ("mh.nets.", "mh.interop.", "mh.peft.")
+
+
+def _check_page(test, page: str) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", (_ROOT / page).read_text(), re.S)
+    namespace, checked = {"__name__": "__docs__"}, 0
+    with tempfile.TemporaryDirectory() as tmp, _chdir(tmp):
+        for i, block in enumerate(blocks):
+            checked += run_block(test, block, f"{page} block {i}", namespace)
+    test.assertGreaterEqual(checked, _MIN_CHECKS.get(page, 0))
+
+
+def _check_examples(test, wanted) -> None:
+    failures = []
+    for name, code in docstring_examples().items():
+        if not wanted(name):
+            continue
+        namespace = {"jax": jax, "jnp": jnp, "np": np, "mh": mh, "__name__": "__doc__"}
+        try:
+            with tempfile.TemporaryDirectory() as tmp, _chdir(tmp):
+                if ">>>" in code:
+                    _run_doctest(code, name, namespace)
+                else:
+                    run_block(test, code, f"docstring of {name}", namespace)
+        except Exception as e:  # noqa: BLE001 — collected and reported below
+            failures.append(f"{name}: {type(e).__name__}: {e}\n{code}")
+    # Every example defines what it uses (jax, jnp, np and mh are given).
+    test.assertEqual(failures, [], "\n\n".join(failures))
 
 
 def _run_doctest(code: str, name: str, namespace: dict) -> None:

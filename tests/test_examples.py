@@ -6,7 +6,6 @@ test must set XLA_FLAGS before JAX starts), with few steps.
 """
 
 import json
-import os
 import pathlib
 import re
 import subprocess
@@ -21,20 +20,14 @@ import pytest
 from absl.testing import absltest
 
 import minihaiku as mh
+from helpers.subprocess_env import subprocess_env
 
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
 _EXAMPLES = _ROOT / "examples"
 
 
 def _env(devices: int = 0) -> dict:
-    env = dict(os.environ)
-    # This checkout's minihaiku, whatever is installed.
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(_ROOT), str(_EXAMPLES)] + [p for p in [env.get("PYTHONPATH")] if p])
-    env.pop("XLA_FLAGS", None)
-    if devices:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    return env
+    return subprocess_env(devices, _EXAMPLES)   # this checkout's minihaiku, whatever is installed
 
 
 def _run(test, args, devices: int = 0) -> str:

@@ -28,6 +28,7 @@ from absl.testing import absltest, parameterized
 from safetensors.numpy import load_file, save_file
 
 import minihaiku as mh
+from helpers.subprocess_env import subprocess_env
 from minihaiku import interop, nets
 from test_nets_decoders import random_params
 
@@ -365,12 +366,9 @@ class ErrorsTest(parameterized.TestCase):
 class ShardedPlacementTest(absltest.TestCase):
 
     def test_on_8_host_devices(self):
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(_ROOT), str(_TESTS)] + [p for p in [env.get("PYTHONPATH")] if p])
-        env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
         proc = subprocess.run([sys.executable, str(_TESTS / "hf_sharding_devices.py")],
-                              env=env, capture_output=True, text=True, timeout=600, cwd=_ROOT)
+                              env=subprocess_env(8, _TESTS), capture_output=True, text=True,
+                              timeout=600, cwd=_ROOT)
         self.assertEqual(proc.returncode, 0, proc.stderr[-6000:])
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from absl.testing import absltest, parameterized
 
 import minihaiku as mh
-from io_testing import REPO as _REPO
+from helpers.subprocess_env import subprocess_env
 from io_testing import assert_trees_identical as _assert_trees_identical
 from io_testing import run_python as _run_python
 from io_testing import tempdir as _tempdir
@@ -214,8 +214,8 @@ class AtomicWriteTest(parameterized.TestCase):
             io._write_entry = write_then_die
             io.save({self.path!r}, {{"~/a": np.ones(2), "~/b": np.ones(9)}})
             """)
-        proc = subprocess.run([sys.executable, "-c", code], env={**os.environ,
-                              "PYTHONPATH": _REPO}, capture_output=True, timeout=300,
+        proc = subprocess.run([sys.executable, "-c", code], env=subprocess_env(),
+                              capture_output=True, timeout=300,
                               check=False)
         self.assertEqual(proc.returncode, -9)
         np.testing.assert_array_equal(mh.io.load(self.path)["~/w"], np.zeros(2))

@@ -69,7 +69,7 @@ class OrbaxTest(absltest.TestCase):
             loaded = mh.io.load(path + ".npz", like=params)
             assert all(np.array_equal(loaded[k], params[k]) for k in params)
             print("ok", len(params))
-            """, env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+            """, devices=2)
         self.assertEqual(out.split(), ["ok", "4"])
 
 

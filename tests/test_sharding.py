@@ -7,7 +7,6 @@ init, train step, mesh errors, per-device summary), and, marked slow,
 ``sharding_multihost.py`` as 2 processes of 4 devices joined over 127.0.0.1.
 """
 
-import os
 import pathlib
 import re
 import socket
@@ -24,6 +23,7 @@ from jax.sharding import PartitionSpec as P
 
 import minihaiku as mh
 import sharding_model as m
+from helpers.subprocess_env import subprocess_env
 
 _TESTS = pathlib.Path(__file__).resolve().parent
 _ROOT = _TESTS.parent
@@ -235,11 +235,7 @@ class GuideTest(absltest.TestCase):
 
 
 def _env(devices):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(_ROOT), str(_TESTS)] + [p for p in [env.get("PYTHONPATH")] if p])
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-    return env
+    return subprocess_env(devices, _TESTS)
 
 
 def _free_port():

@@ -1,7 +1,6 @@
 """The eager executable cache: reused only for the same computation, never wrong."""
 
 import concurrent.futures
-import os
 import subprocess
 import sys
 
@@ -11,6 +10,7 @@ import numpy as np
 from absl.testing import absltest, parameterized
 
 import minihaiku as mh
+from helpers.subprocess_env import subprocess_env
 from lifted.common import L, Linear, X, assert_close, lin
 from minihaiku.lifted import _eager_cache
 
@@ -173,7 +173,7 @@ class OffSwitchTest(absltest.TestCase):
                 "t = mh.transform(lambda x: mh.lifted.fori_loop(0, 1, lambda i, v: v + 1, x))\n"
                 "t.apply({}, None, jnp.zeros(2))\n"
                 "print(c._SETTINGS.enabled, len(c._CACHE))\n")
-        env = dict(os.environ, MINIHAIKU_EAGER_CACHE="0", JAX_PLATFORMS="cpu")
+        env = subprocess_env(MINIHAIKU_EAGER_CACHE="0", JAX_PLATFORMS="cpu")
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                              text=True, check=True, timeout=120)
         self.assertEqual(out.stdout.split(), ["False", "0"])

@@ -1,6 +1,5 @@
 """mh.lifted.unstack / stack / per_layer against the same model unrolled."""
 
-import os
 import pathlib
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import pytest
 from absl.testing import absltest
 
 import minihaiku as mh
+from helpers.subprocess_env import subprocess_env
 
 L = mh.lifted
 WIDTH, LAYERS = 8, 4
@@ -210,11 +210,8 @@ class ShardedTest(absltest.TestCase):
 
     @pytest.mark.slow
     def test_stacked_axis_stays_unsharded_on_4_devices(self):
-        env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-                   JAX_PLATFORMS="cpu")
-        root = str(pathlib.Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-        proc = subprocess.run([sys.executable, str(_SCRIPT)], env=env, capture_output=True,
+        proc = subprocess.run([sys.executable, str(_SCRIPT)],
+                              env=subprocess_env(4, JAX_PLATFORMS="cpu"), capture_output=True,
                               text=True, timeout=300)
         self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
         self.assertIn("OK", proc.stdout)
