@@ -44,7 +44,8 @@ _PAGES = sorted(
 # run with the slow tests; every other page runs by default.
 _SLOW_PAGES = {"docs/reference/nn.md"} | {
     f"docs/guides/{g}.md"
-    for g in ("attention", "hf", "interceptors", "io", "layer_views", "lifted", "lora", "nets", "nn")}
+    for g in ("attention", "hf", "interceptors", "io", "layer_views", "lifted", "lora", "nets",
+              "nn")}
 
 # Pages whose printed outputs are known to be many: a page losing its checks
 # (e.g. a block renamed to ```py) fails here.
