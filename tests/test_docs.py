@@ -40,13 +40,6 @@ _PAGES = sorted(
               *(_ROOT / "docs" / "guides").glob("*.md"),
               *(_ROOT / "docs" / "reference").glob("*.md")])
 
-# Pages whose blocks train or build whole networks (4-16 s each on two cores)
-# run with the slow tests; every other page runs by default.
-_SLOW_PAGES = {"docs/reference/nn.md"} | {
-    f"docs/guides/{g}.md"
-    for g in ("attention", "hf", "interceptors", "io", "layer_views", "lifted", "lora", "nets",
-              "nn")}
-
 # Pages whose printed outputs are known to be many: a page losing its checks
 # (e.g. a block renamed to ```py) fails here.
 _MIN_CHECKS = {"README.md": 2, "docs/tutorial.md": 15, "docs/api.md": 2,
@@ -124,20 +117,17 @@ def docstring_examples() -> dict:
     return examples
 
 
-def _pages(slow: bool) -> list:
-    return [(re.sub(r"\W", "_", p), p) for p in _PAGES if (p in _SLOW_PAGES) == slow]
-
-
 class CodeBlocksTest(parameterized.TestCase):
 
-    @parameterized.named_parameters(_pages(slow=False))
+    # The pages that build or train whole networks are listed in slow_tests.txt.
+    @parameterized.named_parameters((re.sub(r"\W", "_", p), p) for p in _PAGES)
     def test_code_blocks_run_and_print_what_their_comments_say(self, page):
-        _check_page(self, page)
-
-    @parameterized.named_parameters(_pages(slow=True))
-    @pytest.mark.slow
-    def test_code_blocks_of_long_pages(self, page):
-        _check_page(self, page)
+        blocks = re.findall(r"```python\n(.*?)```", (_ROOT / page).read_text(), re.S)
+        namespace, checked = {"__name__": "__docs__"}, 0
+        with tempfile.TemporaryDirectory() as tmp, _chdir(tmp):
+            for i, block in enumerate(blocks):
+                checked += run_block(self, block, f"{page} block {i}", namespace)
+        self.assertGreaterEqual(checked, _MIN_CHECKS.get(page, 0))
 
     def test_every_page_with_runnable_code_is_found(self):
         for page in ["README.md", "docs/tutorial.md", "docs/api.md"]:
@@ -181,15 +171,6 @@ class DocstringExamplesTest(absltest.TestCase):
 # Examples that build whole networks (ResNet, GPT-2, checkpoints: ~16 s in all)
 # run with the slow tests.
 _SLOW_EXAMPLES = ("mh.nets.", "mh.interop.", "mh.peft.")
-
-
-def _check_page(test, page: str) -> None:
-    blocks = re.findall(r"```python\n(.*?)```", (_ROOT / page).read_text(), re.S)
-    namespace, checked = {"__name__": "__docs__"}, 0
-    with tempfile.TemporaryDirectory() as tmp, _chdir(tmp):
-        for i, block in enumerate(blocks):
-            checked += run_block(test, block, f"{page} block {i}", namespace)
-    test.assertGreaterEqual(checked, _MIN_CHECKS.get(page, 0))
 
 
 def _check_examples(test, wanted) -> None:
