@@ -57,6 +57,11 @@ def peak_bytes(closed: Any, donated: tuple = ()) -> int:
 
 def _temp_peak(jaxpr: Any) -> int:
     """The most bytes of intermediate buffers alive at once (not inputs or outputs)."""
+    return _live_peak(_intervals(jaxpr))
+
+
+def _intervals(jaxpr: Any) -> list:
+    """``(first, last, bytes)`` of each intermediate buffer (not inputs or outputs)."""
     eqns = list(_inlined(jaxpr))
     outputs = {id(v) for v in jaxpr.outvars if hasattr(v, "aval")}
     inputs = {id(v) for v in (*jaxpr.invars, *jaxpr.constvars)}
@@ -85,61 +90,76 @@ def _temp_peak(jaxpr: Any) -> int:
     for v in jaxpr.outvars:
         for r in sources.get(id(v), ()):
             last_use[r] = len(eqns)
-    events = [0] * (len(eqns) + 2)
-    for var, (start, size) in buffer.items():
-        if var in inputs or var in outputs:
-            continue
-        end = last_use.get(var, start)
-        events[start] += size
-        events[end + 1] -= size
+    spans = [(start, last_use.get(var, start), size) for var, (start, size) in buffer.items()
+             if var not in inputs and var not in outputs]
+
+    def ready(v):
+        return max((buffer.get(r, (0,))[0] for r in sources.get(id(v), {id(v)})), default=0)
+
+    first_read: dict = {}
     for i, eqn in enumerate(eqns):
-        copies = _layout_copies(eqn) + _select_and_scatter_scratch(eqn)
-        events[i] += copies
-        events[i + 1] -= copies
+        for v in eqn.invars:
+            first_read.setdefault(id(v), i)
+    for i, eqn in enumerate(eqns):
+        for v, n in _layout_copies(eqn):
+            # XLA makes the copy as soon as its operand exists (in the forward pass).
+            spans.append((ready(v), i, n))
+        if eqn.primitive.name == "select_and_scatter_add":
+            operand = eqn.invars[1]
+            pool = first_read.get(id(operand), i)
+            iotas, windows, scatter = _select_and_scatter_scratch(eqn)
+            spans += [(ready(operand), pool, iotas), (pool, i, windows), (i, i, scatter)]
         if eqn.primitive.name in ("scan", "while"):
             body = _body(eqn)
             if body is not None:
-                events[i] += _temp_peak(body)
-                events[i + 1] -= _temp_peak(body)
+                # A loop body's buffers are reused across iterations: one block.
+                spans.append((i, i, _temp_peak(body)))
+    return [s for s in spans if s[2]]
+
+
+def _live_peak(spans: list) -> int:
+    events: dict = {}
+    for start, end, size in spans:
+        events[start] = events.get(start, 0) + size
+        events[end + 1] = events.get(end + 1, 0) - size
     peak = live = 0
-    for delta in events:
-        live += delta
+    for t in sorted(events):
+        live += events[t]
         peak = max(peak, live)
     return peak
 
 
-def _layout_copies(eqn: Any) -> int:
-    """Bytes of the transposed operand copies XLA makes for a convolution.
+def _layout_copies(eqn: Any) -> list:
+    """``(operand, bytes)`` of the transposed operand copies XLA makes for a convolution.
 
     XLA's CPU convolutions take batch-major, feature-minor inputs and
     spatial-major kernels; an operand in another layout (as in the kernel
     gradient of a backward pass, where the batch is contracted) is copied
-    into that layout for the length of the convolution.
+    into that layout.
     """
     if eqn.primitive.name != "conv_general_dilated":
-        return 0
+        return []
     dn = eqn.params["dimension_numbers"]
     n = len(dn.lhs_spec)
     spatial = tuple(range(1, n - 1))
-    total = 0
+    copies = []
     if tuple(dn.lhs_spec) != (0, n - 1, *spatial):
-        total += _nbytes(eqn.invars[0])
+        copies.append((eqn.invars[0], _nbytes(eqn.invars[0])))
     if tuple(dn.rhs_spec) != (n - 1, n - 2, *range(n - 2)):
-        total += _nbytes(eqn.invars[1])
+        copies.append((eqn.invars[1], _nbytes(eqn.invars[1])))
     if tuple(dn.out_spec) != (0, n - 1, *spatial):
-        total += _nbytes(eqn.outvars[0])
-    return total
+        copies.append((eqn.outvars[0], _nbytes(eqn.outvars[0])))
+    return copies
 
 
-def _select_and_scatter_scratch(eqn: Any) -> int:
+def _select_and_scatter_scratch(eqn: Any) -> tuple:
     """Bytes of the buffers XLA's CPU rewrite of a max-pool gradient allocates.
 
     ``select_and_scatter`` becomes an argmax reduce-window over one int32
-    iota per input dimension (each the input's size), its per-window index
-    outputs, and a scatter with an index array and the updates.
+    iota per input dimension (each the input's size), done with the forward
+    max pool, whose per-window index outputs live until the scatter, which
+    takes an index array and the updates.
     """
-    if eqn.primitive.name != "select_and_scatter_add":
-        return 0
     source, operand = eqn.invars[0].aval, eqn.invars[1].aval
     rank = len(operand.shape)
     source_elems = _jaxpr_walk.nbytes(source) // source.dtype.itemsize
@@ -147,7 +167,7 @@ def _select_and_scatter_scratch(eqn: Any) -> int:
     iotas = rank * operand_elems * 4
     windows = source_elems * (rank * 4 + operand.dtype.itemsize)
     scatter = source_elems * (rank * 4 + source.dtype.itemsize)
-    return iotas + windows + scatter
+    return iotas, windows, scatter
 
 
 def _body(eqn: Any) -> Any:
