@@ -19,6 +19,7 @@ from minihaiku import (
 )
 from minihaiku._cost import CostReport, ModuleCost, cost
 from minihaiku._export import export
+from minihaiku._export_onnx import export_onnx
 from minihaiku._lift import LiftWithStateUpdater, lift, lift_with_state
 from minihaiku._multi_transform import (
     MultiTransformed,
@@ -95,5 +96,5 @@ __all__ = [
     # Interceptors.
     "custom_creator", "custom_getter", "custom_setter", "intercept_methods",
     # Tools.
-    "summary", "cost", "CostReport", "ModuleCost", "export",
+    "summary", "cost", "CostReport", "ModuleCost", "export", "export_onnx",
 ]

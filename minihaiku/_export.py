@@ -51,7 +51,7 @@ def export(apply: Callable, params: Any, *example_args: Any, batch_axis: int | N
         raise errors.InvalidArgumentError(
             f"mh.export: the first argument must be the apply function, got "
             f"{type(apply).__name__}. Fix: mh.export(transformed.apply, params, *example_args).")
-    is_array = [_is_array(a) for a in example_args]
+    is_array = [is_array_like(a) for a in example_args]
     specs = _specs([a for a, arr in zip(example_args, is_array, strict=True) if arr], batch_axis)
 
     def fn(*arrays):
@@ -71,7 +71,8 @@ def export(apply: Callable, params: Any, *example_args: Any, batch_axis: int | N
     return exported
 
 
-def _is_array(x: Any) -> bool:
+def is_array_like(x: Any) -> bool:
+    """True for arrays and ``jax.ShapeDtypeStruct``s: the inputs an export traces."""
     return isinstance(x, jax.ShapeDtypeStruct) or hasattr(x, "shape") and hasattr(x, "dtype")
 
 

@@ -118,7 +118,7 @@ def _stack(lift, f, x, args, kwargs, keys, *, num_layers, unroll, reverse, per_l
 def _check_per_layer_inputs(args, num_layers):
     for i, arg in enumerate(args):
         for leaf in jax.tree_util.tree_leaves(arg):
-            shape = jax.numpy.shape(leaf)
+            shape = np.shape(leaf)
             if not shape or shape[0] != num_layers:
                 raise errors.InvalidArgumentError(
                     f"mh.lifted.layer_stack({num_layers}, with_per_layer_inputs=True): "
@@ -132,7 +132,7 @@ def _check_carry(x_in, x_out, num_layers):
     """Refuses a layer whose output cannot be the next layer's input (before JAX does)."""
     def types(tree):
         leaves, treedef = jax.tree_util.tree_flatten(tree)
-        return treedef, [(jax.numpy.shape(v), jax.numpy.result_type(v)) for v in leaves]
+        return treedef, [(np.shape(v), jax.numpy.result_type(v)) for v in leaves]
 
     (tree_in, leaves_in), (tree_out, leaves_out) = types(x_in), types(x_out)
     if tree_in == tree_out and leaves_in == leaves_out:
