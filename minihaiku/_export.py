@@ -47,17 +47,8 @@ def export(apply: Callable, params: Any, *example_args: Any, batch_axis: int | N
       blob = mh.export(apply, params, jnp.ones((1, 3))).serialize()
       out = jax.export.deserialize(blob).call(jnp.ones((5, 3)))   # any batch size
     """
-    if not callable(apply):
-        raise errors.InvalidArgumentError(
-            f"mh.export: the first argument must be the apply function, got "
-            f"{type(apply).__name__}. Fix: mh.export(transformed.apply, params, *example_args).")
-    is_array = [is_array_like(a) for a in example_args]
-    specs = _specs([a for a, arr in zip(example_args, is_array, strict=True) if arr], batch_axis)
-
-    def fn(*arrays):
-        it = iter(arrays)
-        args = [next(it) if arr else a for a, arr in zip(example_args, is_array, strict=True)]
-        return apply(params, *args)
+    (batch,) = jax_export.symbolic_shape("batch")
+    fn, specs = with_params_fixed("mh.export", apply, params, example_args, batch_axis, batch)
 
     with config.override(profiler_names=True):
         exported = jax_export.export(jax.jit(fn), platforms=platforms)(*specs)
@@ -71,23 +62,38 @@ def export(apply: Callable, params: Any, *example_args: Any, batch_axis: int | N
     return exported
 
 
-def is_array_like(x: Any) -> bool:
-    """True for arrays and ``jax.ShapeDtypeStruct``s: the inputs an export traces."""
-    return isinstance(x, jax.ShapeDtypeStruct) or hasattr(x, "shape") and hasattr(x, "dtype")
+def with_params_fixed(who: str, apply: Callable, params: Any, example_args: tuple,
+                      batch_axis: int | None, batch: Any) -> tuple[Callable, list]:
+    """``fn(*arrays) = apply(params, *example_args)`` and the specs of its array inputs.
 
-
-def _specs(arrays: list, batch_axis: int | None) -> list:
-    if batch_axis is None or not arrays:
-        return [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in arrays]
-    (batch,) = jax_export.symbolic_shape("batch")
+    The array inputs are the ``example_args`` with a shape (the others are
+    fixed as given); their ``batch_axis`` becomes ``batch`` (a symbolic
+    dimension for ``jax.export``, a name for jax2onnx).
+    """
+    if not callable(apply):
+        raise errors.InvalidArgumentError(
+            f"{who}: the first argument must be the apply function, got "
+            f"{type(apply).__name__}. Fix: {who}(transformed.apply, params, *example_args).")
+    is_array = [_is_array(a) for a in example_args]
     specs = []
-    for i, a in enumerate(arrays):
-        shape = list(a.shape)
-        if not -len(shape) <= batch_axis < len(shape):
-            raise errors.InvalidArgumentError(
-                f"mh.export: input {i} has shape {tuple(shape)}, which has no batch_axis="
-                f"{batch_axis}. Fix: pass batch_axis=None for exact shapes, or inputs "
-                "that all have a batch axis there.")
-        shape[batch_axis] = batch
+    for i, a in enumerate(a for a, arr in zip(example_args, is_array, strict=True) if arr):
+        shape: list[Any] = list(a.shape)
+        if batch_axis is not None:
+            if not -len(shape) <= batch_axis < len(shape):
+                raise errors.InvalidArgumentError(
+                    f"{who}: input {i} has shape {tuple(shape)}, which has no batch_axis="
+                    f"{batch_axis}. Fix: pass batch_axis=None for exact shapes, or inputs "
+                    "that all have a batch axis there.")
+            shape[batch_axis] = batch
         specs.append(jax.ShapeDtypeStruct(tuple(shape), a.dtype))
-    return specs
+
+    def fn(*arrays):
+        it = iter(arrays)
+        args = [next(it) if arr else a for a, arr in zip(example_args, is_array, strict=True)]
+        return apply(params, *args)
+
+    return fn, specs
+
+
+def _is_array(x: Any) -> bool:
+    return isinstance(x, jax.ShapeDtypeStruct) or hasattr(x, "shape") and hasattr(x, "dtype")

@@ -11,10 +11,8 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-import jax
-
 from minihaiku import _atomic_file, errors
-from minihaiku._export import is_array_like
+from minihaiku._export import with_params_fixed
 
 _BATCH = "batch"
 
@@ -56,13 +54,8 @@ def export_onnx(apply: Callable, params: Any, *example_args: Any, batch_axis: in
     """
     # The example above is fenced, not ``Example::``: tests/test_docs.py runs
     # those where the extra is not installed.
-    if not callable(apply):
-        raise errors.InvalidArgumentError(
-            f"mh.export_onnx: the first argument must be the apply function, got "
-            f"{type(apply).__name__}. Fix: mh.export_onnx(transformed.apply, params, "
-            "*example_args).")
-    is_array = [is_array_like(a) for a in example_args]
-    specs = _specs([a for a, arr in zip(example_args, is_array, strict=True) if arr], batch_axis)
+    fn, specs = with_params_fixed("mh.export_onnx", apply, params, example_args, batch_axis,
+                                  _BATCH)   # jax2onnx: a str dimension is symbolic
     try:
         # By name, so that mypy and minihaiku's import never need the extra.
         jax2onnx = importlib.import_module("jax2onnx")
@@ -71,11 +64,6 @@ def export_onnx(apply: Callable, params: Any, *example_args: Any, batch_axis: in
             "mh.export_onnx needs jax2onnx, which is not installed. Fix: pip install "
             "'minihaiku[export]' (jax2onnx and onnxruntime), or use mh.export for a "
             "jax.export artefact.") from None
-
-    def fn(*arrays):
-        it = iter(arrays)
-        args = [next(it) if arr else a for a, arr in zip(example_args, is_array, strict=True)]
-        return apply(params, *args)
 
     options = {} if opset is None else {"opset": opset}
     names = [f"in_{i}" for i in range(len(specs))]
@@ -88,19 +76,3 @@ def export_onnx(apply: Callable, params: Any, *example_args: Any, batch_axis: in
 
         _atomic_file.write(_atomic_file.as_str(path, "mh.export_onnx"), write)
     return model
-
-
-def _specs(arrays: list, batch_axis: int | None) -> list:
-    # jax2onnx turns a str dimension into a symbolic one shared by every input.
-    specs = []
-    for i, a in enumerate(arrays):
-        shape: list[Any] = list(a.shape)
-        if batch_axis is not None:
-            if not -len(shape) <= batch_axis < len(shape):
-                raise errors.InvalidArgumentError(
-                    f"mh.export_onnx: input {i} has shape {tuple(shape)}, which has no "
-                    f"batch_axis={batch_axis}. Fix: pass batch_axis=None for exact shapes, or "
-                    "inputs that all have a batch axis there.")
-            shape[batch_axis] = _BATCH
-        specs.append(jax.ShapeDtypeStruct(tuple(shape), a.dtype))
-    return specs
