@@ -68,9 +68,11 @@ def _intervals(jaxpr: Any) -> list:
     buffer: dict = {}
     sources: dict = {}
     last_use: dict = {}
+    first_read: dict = {}
     for i, eqn in enumerate(eqns):
         reads = set()
         for v in eqn.invars:
+            first_read.setdefault(id(v), i)
             if hasattr(v, "aval"):
                 reads |= sources.get(id(v), {id(v)})
         fusible = eqn.primitive.name in _FUSIBLE
@@ -96,10 +98,6 @@ def _intervals(jaxpr: Any) -> list:
     def ready(v):
         return max((buffer.get(r, (0,))[0] for r in sources.get(id(v), {id(v)})), default=0)
 
-    first_read: dict = {}
-    for i, eqn in enumerate(eqns):
-        for v in eqn.invars:
-            first_read.setdefault(id(v), i)
     for i, eqn in enumerate(eqns):
         for v, n in _layout_copies(eqn):
             # XLA makes the copy as soon as its operand exists (in the forward pass).
