@@ -4,8 +4,9 @@
 LayerNorm, MLP), width 256, 8 heads, seq 128, batch 8. Rows: the jitted SGD
 step's time against the same math in raw JAX (``jax.lax.scan`` over stacked
 params) and the count of every optimized HLO op kind; the time against
-dm-haiku (``hk.layer_stack``) and flax.linen (``nn.scan``); compile time at 8
-vs 64 layers, and against flax at both depths.
+dm-haiku (``hk.layer_stack``) and flax.linen (``nn.scan``); the same rows with
+each block under ``remat(policy=dots_saveable)`` (flax: ``nn.remat``, same
+policy); compile time at 8 vs 64 layers, and against flax at both depths.
 """
 
 import jax
@@ -19,18 +20,26 @@ from benchmarks.train_step import op_counts
 LAYERS, WIDTH, HEADS, SEQ, BATCH, LR = 8, 256, 8, 128, 8, 1e-3
 KEY_SIZE, HIDDEN = WIDTH // HEADS, 4 * WIDTH
 _W_INIT = jax.nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
+# Save matmul outputs, recompute the elementwise rest in the backward pass.
+POLICY = jax.checkpoint_policies.dots_saveable
 
 
-def _mh_model(layers):
+def _mh_model(layers, remat=False):
     def block(x):
         h = mh.nn.LayerNorm()(x)
         x = x + mh.nn.MultiHeadAttention(HEADS, KEY_SIZE, _W_INIT)(h, h, h, is_causal=True)
         return x + mh.nn.MLP([HIDDEN, WIDTH], activation=jax.nn.gelu)(mh.nn.LayerNorm()(x))
+    if remat:
+        block = mh.lifted.remat(block, policy=POLICY, prevent_cse=False)
     return mh.without_apply_rng(mh.transform(lambda x: mh.lifted.layer_stack(layers)(block)(x)))
 
 
-def _raw_apply(params, x):
-    """The same network by hand: one scan over the per-layer slices of ``params``."""
+def _raw_apply(params, x, remat=False):
+    """The same network by hand: one scan over the per-layer slices of ``params``.
+
+    The attention is ``jax.nn.dot_product_attention`` under
+    ``jax.softmax_custom_jvp(True)``, as ``mh.nn.MultiHeadAttention`` computes it.
+    """
     def norm(x, p, name):
         mean = jnp.mean(x, -1, keepdims=True)
         var = jnp.var(x, -1, keepdims=True)
@@ -44,11 +53,14 @@ def _raw_apply(params, x):
         h = norm(x, p, "ln0/")
         q, k, v = (dense(h, p, n).reshape(h.shape[:-1] + (HEADS, KEY_SIZE))
                    for n in ("q/", "k/", "v/"))
-        a = jax.nn.dot_product_attention(q, k, v, scale=1 / KEY_SIZE ** 0.5, is_causal=True)
+        with jax.softmax_custom_jvp(True):
+            a = jax.nn.dot_product_attention(q, k, v, scale=1 / KEY_SIZE ** 0.5, is_causal=True)
         x = x + dense(a.reshape(x.shape), p, "o/")
         h = dense(jax.nn.gelu(dense(norm(x, p, "ln1/"), p, "mlp0/")), p, "mlp1/")
         return x + h, None
 
+    if remat:
+        layer = jax.checkpoint(layer, policy=POLICY, prevent_cse=False)
     return jax.lax.scan(layer, x, params)[0]
 
 
@@ -81,7 +93,7 @@ def _hk_model(layers):
     return hk.without_apply_rng(hk.transform(lambda x: hk.layer_stack(layers)(block)(x)))
 
 
-def _linen_model(layers):
+def _linen_model(layers, remat=False):
     class Block(linen.Module):
         @linen.compact
         def __call__(self, x, _):
@@ -94,7 +106,8 @@ def _linen_model(layers):
     class Stack(linen.Module):
         @linen.compact
         def __call__(self, x):
-            return linen.scan(Block, variable_axes={"params": 0}, split_rngs={"params": True},
+            block = linen.remat(Block, policy=POLICY, prevent_cse=False) if remat else Block
+            return linen.scan(block, variable_axes={"params": 0}, split_rngs={"params": True},
                               length=layers)()(x, None)[0]
     return Stack()
 
@@ -129,35 +142,8 @@ def run(rows: list) -> None:
     y = jax.random.normal(jax.random.PRNGKey(2), (BATCH, SEQ, WIDTH))
     name = f"transformer train step, layer_stack({LAYERS}) pre-norm blocks, w{WIDTH} h{HEADS}"
     name += f" seq {SEQ} batch {BATCH}"
-    f = _mh_model(LAYERS)
-    params = f.init(0, x)
-    raw = _raw_params(params)
-    mh_step, raw_step = _step(f.apply), _step(_raw_apply)
-    hlo_mh = op_counts(mh_step.lower(params, x, y).compile().as_text())
-    hlo_raw = op_counts(raw_step.lower(raw, x, y).compile().as_text())
-    fns = {"raw": lambda: raw_step(raw, x, y), "mh": lambda: mh_step(params, x, y)}
-    if hk is not None:
-        hk_f = _hk_model(LAYERS)
-        hk_params, hk_step = hk_f.init(jax.random.PRNGKey(0), x), _step(hk_f.apply)
-        fns["hk"] = lambda: hk_step(hk_params, x, y)
-    if linen is not None:
-        ln_m = _linen_model(LAYERS)
-        ln_params, ln_step = ln_m.init(jax.random.PRNGKey(0), x), _step(ln_m.apply)
-        fns["linen"] = lambda: ln_step(ln_params, x, y)
-    t = timing.interleaved(fns, calls=3, rounds=5)
-    rows.append((name, "minihaiku / raw JAX", t["mh"] / t["raw"], "<= 1.02",
-                 f"{t['mh'] * 1e3:.1f} ms vs {t['raw'] * 1e3:.1f} ms"))
-    same = hlo_mh == hlo_raw
-    diff = {k: (hlo_mh[k], hlo_raw[k]) for k in hlo_mh.keys() | hlo_raw.keys()
-            if hlo_mh[k] != hlo_raw[k]}
-    rows.append(("optimized HLO of that step", "same count of every op kind",
-                 1.0 if same else 0.0, "same",
-                 f"{sum(hlo_mh.values())} ops, identical counts" if same
-                 else f"differs (mh, raw): {diff}"))
-    for peer, label in (("hk", "dm-haiku (hk.layer_stack)"), ("linen", "flax.linen (nn.scan)")):
-        if peer in t:
-            rows.append((name, f"minihaiku / {label}", t["mh"] / t[peer], "<= 1.0",
-                         f"{t['mh'] * 1e3:.1f} ms vs {t[peer] * 1e3:.1f} ms"))
+    for remat in (False, True):
+        _time_rows(rows, name + (", blocks remat(dots_saveable)" if remat else ""), remat, x, y)
     c8, c64 = _mh_compile(8, x, y), _mh_compile(64, x, y)
     rows.append(("compile time of that step, layer_stack(64) / layer_stack(8)",
                  "minihaiku 64 / 8 layers", c64 / c8, "<= 1.3",
@@ -168,3 +154,46 @@ def run(rows: list) -> None:
             rows.append((f"compile time of that step, {layers} layers",
                          "minihaiku layer_stack / flax nn.scan", c / cl, "<= 1.0",
                          f"{c:.2f} s vs {cl:.2f} s"))
+
+
+def _time_rows(rows: list, name: str, remat: bool, x, y) -> None:
+    """The step's time against raw JAX (and their HLO), dm-haiku and flax."""
+    f = _mh_model(LAYERS, remat)
+    params = f.init(0, x)
+    raw = _raw_params(params)
+    mh_step = _step(f.apply)
+    raw_step = _step(lambda p, x: _raw_apply(p, x, remat))
+    hlo_mh = op_counts(mh_step.lower(params, x, y).compile().as_text())
+    hlo_raw = op_counts(raw_step.lower(raw, x, y).compile().as_text())
+    fns = {"raw": lambda: raw_step(raw, x, y), "mh": lambda: mh_step(params, x, y)}
+    if hk is not None and not remat:
+        hk_f = _hk_model(LAYERS)
+        hk_params, hk_step = hk_f.init(jax.random.PRNGKey(0), x), _step(hk_f.apply)
+        fns["hk"] = lambda: hk_step(hk_params, x, y)
+    if linen is not None:
+        ln_m = _linen_model(LAYERS, remat)
+        ln_params, ln_step = ln_m.init(jax.random.PRNGKey(0), x), _step(ln_m.apply)
+        fns["linen"] = lambda: ln_step(ln_params, x, y)
+        if remat:  # also the plain flax step, timed in the same rounds
+            plain = _linen_model(LAYERS)
+            plain_params, plain_step = plain.init(jax.random.PRNGKey(0), x), _step(plain.apply)
+            fns["linen_plain"] = lambda: plain_step(plain_params, x, y)
+    t = timing.interleaved(fns, calls=3, rounds=5)
+    rows.append((name, "minihaiku / raw JAX", t["mh"] / t["raw"], "<= 1.02",
+                 f"{t['mh'] * 1e3:.1f} ms vs {t['raw'] * 1e3:.1f} ms"))
+    same = hlo_mh == hlo_raw
+    diff = {k: (hlo_mh[k], hlo_raw[k]) for k in hlo_mh.keys() | hlo_raw.keys()
+            if hlo_mh[k] != hlo_raw[k]}
+    rows.append(("optimized HLO of that step", "same count of every op kind",
+                 1.0 if same else 0.0, "same",
+                 f"{sum(hlo_mh.values())} ops, identical counts" if same
+                 else f"differs (mh, raw): {diff}"))
+    linen_label = "flax.linen (nn.remat in nn.scan)" if remat else "flax.linen (nn.scan)"
+    for peer, label in (("hk", "dm-haiku (hk.layer_stack)"), ("linen", linen_label)):
+        if peer in t:
+            rows.append((name, f"minihaiku / {label}", t["mh"] / t[peer], "<= 1.0",
+                         f"{t['mh'] * 1e3:.1f} ms vs {t[peer] * 1e3:.1f} ms"))
+    if "linen_plain" in t:
+        rows.append((name, "minihaiku with remat / flax.linen nn.scan without",
+                     t["mh"] / t["linen_plain"], "",
+                     f"{t['mh'] * 1e3:.1f} ms vs {t['linen_plain'] * 1e3:.1f} ms"))

@@ -254,6 +254,40 @@ class DecodingCacheTest(parameterized.TestCase):
             f.init(KEY, x)
 
 
+class BackwardResidualsTest(absltest.TestCase):
+
+    def test_backward_pass_keeps_fewer_attention_sized_arrays_than_jax_default(self):
+        # The softmax's output is all its gradient needs; JAX's default rule
+        # also keeps the unnormalised exponentials (a third [B, H, T, S] array).
+        b, t, heads, size = 2, 16, 4, 8
+        f = mh.without_apply_rng(mh.transform(
+            lambda x: _mha(heads, size, W_INIT)(x, x, x, is_causal=True)))
+        x = randn(0, [b, t, heads * size])
+        params = f.init(KEY, x)
+
+        def attention_sized(fn, *args):
+            _, vjp = jax.vjp(fn, *args)
+            return [leaf for leaf in jax.tree_util.tree_leaves(vjp)
+                    if getattr(leaf, "dtype", None) == jnp.float32
+                    and leaf.shape[-3:] == (heads, t, t)]
+
+        def by_hand(params, x):
+            q, k, v = (
+                (x @ params[f"{_PRE}{n}_0/__call__/w"] + params[f"{_PRE}{n}_0/__call__/b"])
+                .reshape(b, t, heads, size) for n in ("query", "key", "value"))
+            out = jax.nn.dot_product_attention(q, k, v, is_causal=True).reshape(b, t, -1)
+            w, bias = (params[f"{_PRE}linear_0/__call__/{n}"] for n in "wb")
+            return out @ w + bias
+
+        ours, jax_default = attention_sized(f.apply, params, x), attention_sized(by_hand, params, x)
+        self.assertLen(jax_default, 3)
+        self.assertLen(ours, 2)
+        assert_close(f.apply(params, x), by_hand(params, x), atol=1e-6)
+        grads = [jax.grad(lambda p, g=g: g(p, x).sum())(params) for g in (f.apply, by_hand)]
+        for path in params:
+            assert_close(grads[0][path], grads[1][path], atol=1e-5)
+
+
 class TransformerTrainingTest(absltest.TestCase):
 
     def test_small_pre_norm_block_loss_falls(self):

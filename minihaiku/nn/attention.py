@@ -36,7 +36,9 @@ class MultiHeadAttention(Module):
     Linear ``linear`` to ``model_size``. Params, under ``<path>/__call__/``:
     ``query_0/__call__/{w,b}``, ``key_0/...``, ``value_0/...``,
     ``linear_0/...``, Haiku's layout. Computed with
-    ``jax.nn.dot_product_attention``.
+    ``jax.nn.dot_product_attention``, under ``jax.softmax_custom_jvp(True)``:
+    the backward pass keeps the softmax's output, not also its unnormalised
+    exponentials (same values; one ``[B, H, T, S]`` array less per call).
 
     ``mask`` (true = attend) may be ``[T, S]``, ``[..., T, S]`` (the query's
     leading axes, shared by the heads) or ``[..., H, T, S]`` (Haiku's, ``H``
@@ -290,13 +292,18 @@ def _attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None, is
             scale: float | None) -> jax.Array:
     """``softmax(q k^T * scale, masked) v`` per head; q ``[B,T,N,K]``, k/v ``[B,S,Nkv,.]``."""
     k_size, v_size = q.shape[-1], v.shape[-1]
-    if k_size == v_size:
-        return jax.nn.dot_product_attention(q, k, v, mask=mask, scale=scale,
-                                            is_causal=is_causal)
-    # jax.nn.dot_product_attention wants one head size for q, k and v; zero
-    # columns add nothing to q·k and give zero outputs, which are cut off.
-    size = max(k_size, v_size)
-    pad = lambda x: jnp.pad(x, ((0, 0),) * 3 + ((0, size - x.shape[-1]),))  # noqa: E731
-    out = jax.nn.dot_product_attention(pad(q), pad(k), pad(v), mask=mask, scale=scale,
-                                       is_causal=is_causal)
+    # JAX's newer softmax derivative (to be its default) keeps only the
+    # softmax's output for the backward pass; the old one also keeps the
+    # unnormalised exponentials and their sums, a [B, N, T, S] array more per
+    # call written and read back. Same values; gradients equal up to rounding.
+    with jax.softmax_custom_jvp(True):
+        if k_size == v_size:
+            return jax.nn.dot_product_attention(q, k, v, mask=mask, scale=scale,
+                                                is_causal=is_causal)
+        # jax.nn.dot_product_attention wants one head size for q, k and v; zero
+        # columns add nothing to q·k and give zero outputs, which are cut off.
+        size = max(k_size, v_size)
+        pad = lambda x: jnp.pad(x, ((0, 0),) * 3 + ((0, size - x.shape[-1]),))  # noqa: E731
+        out = jax.nn.dot_product_attention(pad(q), pad(k), pad(v), mask=mask,
+                                           scale=scale, is_causal=is_causal)
     return out[..., :v_size]
