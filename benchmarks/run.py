@@ -10,6 +10,7 @@
 import datetime
 import os
 import platform
+import sys
 
 import jax
 from absl import app, flags
@@ -60,6 +61,12 @@ def _machine() -> str:
             f"Python {platform.python_version()}, backend {jax.default_backend()}")
 
 
+def _notes() -> str:
+    """The ``NOTES`` (markdown) of the sections run, written under the table."""
+    notes = [getattr(sys.modules[_SECTIONS[n].__module__], "NOTES", "") for n in _ONLY.value]
+    return "".join("\n" + n.strip() + "\n" for n in notes if n)
+
+
 def main(argv):
     del argv
     rows = []
@@ -73,7 +80,7 @@ def main(argv):
                 f"{datetime.date.today().isoformat()}, {_machine()}.\n"
                 "Ratios are of times measured side by side in one process "
                 "(interleaved, best of rounds). ✓: the row meets its target; ✗: it misses it.\n\n"
-                + text_table + "\n")
+                + text_table + "\n" + _notes())
         with open(path + ".tmp", "w") as f:
             f.write(text)
         os.replace(path + ".tmp", path)
