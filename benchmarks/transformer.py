@@ -42,8 +42,10 @@ def _mh_model(layers, remat=False, fast_variance=False):
 def _raw_apply(params, x, remat=False):
     """The same network by hand: one scan over the per-layer slices of ``params``.
 
-    The attention is ``jax.nn.dot_product_attention`` under
-    ``jax.softmax_custom_jvp(True)``, as ``mh.nn.MultiHeadAttention`` computes it.
+    As ``mh.nn.MultiHeadAttention`` computes it: the projections keep the
+    heads axis (``w`` viewed as ``[D, H, K]`` and ``[H, K, D]``), and the
+    attention is ``jax.nn.dot_product_attention`` under
+    ``jax.softmax_custom_jvp(True)``.
     """
     def norm(x, p, name):
         mean = jnp.mean(x, -1, keepdims=True)
@@ -56,11 +58,12 @@ def _raw_apply(params, x, remat=False):
 
     def layer(x, p):
         h = norm(x, p, "ln0/")
-        q, k, v = (dense(h, p, n).reshape(h.shape[:-1] + (HEADS, KEY_SIZE))
-                   for n in ("q/", "k/", "v/"))
+        q, k, v = (jnp.einsum("...d,dhk->...hk", h, p[n + "w"].reshape(WIDTH, HEADS, KEY_SIZE))
+                   + p[n + "b"].reshape(HEADS, KEY_SIZE) for n in ("q/", "k/", "v/"))
         with jax.softmax_custom_jvp(True):
             a = jax.nn.dot_product_attention(q, k, v, scale=1 / KEY_SIZE ** 0.5, is_causal=True)
-        x = x + dense(a.reshape(x.shape), p, "o/")
+        w_out = p["o/w"].reshape(HEADS, KEY_SIZE, WIDTH)
+        x = x + (jnp.einsum("...hk,hkd->...d", a, w_out) + p["o/b"])
         h = dense(jax.nn.gelu(dense(norm(x, p, "ln1/"), p, "mlp0/")), p, "mlp1/")
         return x + h, None
 

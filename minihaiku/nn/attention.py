@@ -11,7 +11,7 @@ from minihaiku import errors
 from minihaiku import frame as frame_lib
 from minihaiku import state as state_lib
 from minihaiku.module import Module
-from minihaiku.nn.linear import Linear
+from minihaiku.nn._heads_linear import HeadsLinear
 from minihaiku.params import Initializer
 
 
@@ -35,7 +35,8 @@ class MultiHeadAttention(Module):
     sqrt(key_size)`` and a softmax over ``S``, and projected back by the
     Linear ``linear`` to ``model_size``. Params, under ``<path>/__call__/``:
     ``query_0/__call__/{w,b}``, ``key_0/...``, ``value_0/...``,
-    ``linear_0/...``, Haiku's layout. Computed with
+    ``linear_0/...``, Haiku's layout (the four are ``Linear`` modules that
+    keep the heads axis in their matmuls). Computed with
     ``jax.nn.dot_product_attention``, under ``jax.softmax_custom_jvp(True)``:
     the backward pass keeps the softmax's output, not also its unnormalised
     exponentials (same values; one ``[B, H, T, S]`` array less per call).
@@ -168,13 +169,13 @@ class MultiHeadAttention(Module):
         out = _attend(q.reshape(flat), k.reshape((-1,) + k.shape[-3:]),
                       v.reshape((-1,) + v.shape[-3:]), mask, is_causal,
                       1.0 / math.sqrt(self.key_size))
-        out = out.reshape(lead + (t, self.num_heads * self.value_size))
-        return Linear(self.model_size, self.with_bias, self.w_init, self.b_init,
-                      name="linear")(out)
+        out = out.reshape(lead + (t, self.num_heads, self.value_size))
+        return HeadsLinear(self.model_size, self.with_bias, self.w_init, self.b_init,
+                           name="linear")(out)
 
     def _project(self, x: jax.Array, heads: int, size: int, name: str) -> jax.Array:
-        y = Linear(heads * size, self.with_bias, self.w_init, self.b_init, name=name)(x)
-        return y.reshape(x.shape[:-1] + (heads, size))
+        return HeadsLinear(heads * size, self.with_bias, self.w_init, self.b_init,
+                           name=name)(x, heads)
 
     def _use_cache(self, where: str, lead: tuple[int, ...], t: int, k: jax.Array,
                    v: jax.Array, size: int) -> tuple[jax.Array, jax.Array, jax.Array, int]:
