@@ -89,8 +89,9 @@ def raw_forward(params, tokens):
     cos, sin = _rope(jnp.arange(tokens.shape[1])[None], CONFIG.dims)
     scale = 1.0 / CONFIG.dims ** 0.5
 
-    def attend(q, k, v):
-        return jax.nn.dot_product_attention(q, k, v, scale=scale, is_causal=True), None
+    def attend(q, k, v):  # as mh.nets computes it
+        with jax.softmax_custom_jvp(True):
+            return jax.nn.dot_product_attention(q, k, v, scale=scale, is_causal=True), None
 
     def layer(x, p):
         return _raw_block(x, p, cos, sin, attend)

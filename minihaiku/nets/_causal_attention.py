@@ -24,7 +24,16 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, index: jax.Array | None,
     keys/values are written to the cache at ``index`` and query ``i`` sees
     cache slots ``0..index+i``. With a ``window``, a query also sees only the
     ``window`` latest keys (itself included): Mistral's sliding window.
+
+    As ``mh.nn.MultiHeadAttention``, under ``jax.softmax_custom_jvp(True)``:
+    the backward pass keeps the softmax's output only.
     """
+    with jax.softmax_custom_jvp(True):
+        return _attend(q, k, v, index, cache_size, window)
+
+
+def _attend(q: jax.Array, k: jax.Array, v: jax.Array, index: jax.Array | None,
+            cache_size: int | None, window: int | None) -> jax.Array:
     scale = 1.0 / (q.shape[-1] ** 0.5)
     t = q.shape[1]
     if index is None:
