@@ -63,7 +63,11 @@ class HaikuEquivalenceTest(parameterized.TestCase):
             lambda q, kv: hk.MultiHeadAttention(heads, key_size, w_init=_HK_W_INIT,
                                                 value_size=value_size,
                                                 model_size=model_size)(q, kv, kv, mask),
-            _to_haiku, q, kv)
+            _to_haiku, q, kv, grad_atol=1e-4)
+        # The key bias's gradient is 0 in exact arithmetic (adding q·b_k shifts
+        # all of a query's logits alike, which softmax ignores); in float32 both
+        # libraries return rounding noise of ~1e-7 times the other gradients
+        # (up to ~50 here), which differs with the order of operations.
 
     def test_haiku_refuses_a_missing_w_init_and_so_do_we(self):
         with self.assertRaisesRegex(ValueError, "w_init"):

@@ -30,12 +30,13 @@ def module_params(params, prefix, names=("w", "b")):
     return {n: params[prefix + n] for n in names if prefix + n in params}
 
 
-def compare(mh_fn, hk_fn, to_haiku, *args, grads=True):
+def compare(mh_fn, hk_fn, to_haiku, *args, grads=True, grad_atol=1e-5):
     """Asserts ``mh_fn`` and ``hk_fn`` agree on copied weights; returns the mh params.
 
     Checks that the copied tree has exactly the layout Haiku creates, that the
     outputs match, and (``grads``) that the gradients of a random projection of
-    the output w.r.t. the params and every float argument match.
+    the output w.r.t. the params and every float argument match (``grad_atol``:
+    the absolute tolerance of the gradients).
     """
     ours, theirs = mh.transform(mh_fn), hk.transform(hk_fn)
     params = randomize(ours.init(KEY, *args))
@@ -66,6 +67,6 @@ def compare(mh_fn, hk_fn, to_haiku, *args, grads=True):
         params, float_args)
     hk_g_params, hk_g_args = jax.grad(lambda p, xs: project(theirs.apply, p, xs),
                                       (0, 1))(hk_params, float_args)
-    assert_close(to_haiku(g_params), hk_g_params)
-    assert_close(g_args, hk_g_args)
+    assert_close(to_haiku(g_params), hk_g_params, atol=grad_atol)
+    assert_close(g_args, hk_g_args, atol=grad_atol)
     return params
