@@ -225,30 +225,38 @@ NOTES = """
 
 *Measured 2026-12-06 on the machine above; two runs of one program differ by up to ±5% here.*
 
-The scan is not where the old 1.06x came from. minihaiku's `layer_stack`, raw `jax.lax.scan`
-and flax's `nn.scan` all compile to one forward and one backward `while` loop of 8 trips
-(`unroll=1`, nothing rematerialised by default), with the same stacked residuals apart from the
-two points below. The forward loop alone was faster in minihaiku (95 vs 110 ms); the gap was in
-the backward pass.
+The scan is not where the old 1.06x (2026-11-28) came from. minihaiku's `layer_stack`, raw
+`jax.lax.scan` and flax's `nn.scan` all compile to one forward and one backward `while` loop of
+8 trips (`unroll=1`, nothing rematerialised by default), with the same stacked residuals apart
+from point 1. The forward loop alone was already faster in minihaiku (95 vs 110 ms); the gap was
+in the backward pass, and came from three things:
 
 1. **Softmax residuals.** `jax.nn.softmax`'s default derivative (`jax_softmax_custom_jvp` is still
    off in jax 0.10.2) keeps the unnormalised exponentials as well as the probabilities: three
-   `[B, H, T, S]` float arrays per attention call written forward and read backward.
-   `mh.nn.MultiHeadAttention` now runs `jax.nn.dot_product_attention` under
-   `jax.softmax_custom_jvp(True)`, which keeps two (same values; a test counts them). Raw JAX here
-   does the same, so the optimized HLO stays identical op for op.
-2. **Different functions.** flax's `LayerNorm` defaults to `E[x²] - E[x]²`; Haiku's and ours to the
-   two-pass variance, which costs one more pass over the activations. With the two-pass variance
-   flax's step took 2-6% longer (4 interleaved rounds: 1.027, 1.022, 1.028, 1.063x its
-   default). The rows compare the same function: two-pass everywhere, and one row where both
-   minihaiku and flax use the fast variance.
-3. **Not it:** projecting straight into heads (flax's `DenseGeneral` kernels `[D, H, K]`, which
-   turn 4 of the backward loop's 6 plain `dot`s into fused ones), flax's own attention
-   einsums, hoisting the causal mask, or storing kernels 4-D moved the step by less than the
-   noise. Unrolling is the same in both (1).
-4. **`remat(policy=dots_saveable)`** around each block (`nn.remat` in flax) saves the matmul
-   outputs only and recomputes the elementwise rest (GELU's six `[B, T, 4D]` arrays per layer,
-   the softmax) inside the backward fusions: 15-17% faster than without, in both
-   libraries, and less memory. It is a one-line change for users, not a default: the default
-   path keeps compiling to the same HLO as hand-written JAX.
+   `[B, H, T, S]` float arrays per attention call are written forward and read backward.
+   `mh.nn.MultiHeadAttention` (and `mh.nets`' causal attention) now run
+   `jax.nn.dot_product_attention` under `jax.softmax_custom_jvp(True)`, which keeps two. Values
+   are the same; a test counts the arrays.
+2. **Weight-gradient layout.** `Linear` then reshape (`x @ w` with `w` `[D, H*K]`) leaves the
+   backward loop 6 plain `dot`s whose inputs XLA first copies into a transposed layout. flax's
+   `DenseGeneral` (kernel `[D, H, K]`) has 3. The attention projections are now `HeadsLinear`:
+   the same `Linear` params and values, but the matmul sees `w` as `[D, H, K]` (`[H, K, D]` for
+   the output). That leaves 2 plain dots, and the step went from 0.99-1.02 to 0.96-0.98 of
+   flax's in four interleaved runs.
+3. **Different functions.** flax's `LayerNorm` defaults to `E[x²] - E[x]²`; Haiku's and ours use
+   the two-pass variance, which costs one more pass over the activations. With the two-pass
+   variance, flax's step took 1.02-1.06x its default time. The rows compare the same function:
+   two-pass everywhere, plus one row where both libraries use the fast variance. That row is
+   still about 1.03: minihaiku's `use_fast_variance=True` step is not faster than its two-pass
+   one here, while flax's is. Left open.
+
+Raw JAX computes 1 and 2 the same way as minihaiku, so the optimized HLO stays identical op for
+op (also for the Llama step). Hoisting the causal mask, storing kernels 4-D and flax's own
+attention einsums each moved the step by less than the noise.
+
+**`remat(policy=dots_saveable)`** around each block (`nn.remat` in flax) keeps the matmul
+outputs only. The elementwise rest (GELU's six `[B, T, 4D]` arrays per layer, the softmax) is
+recomputed inside the backward fusions. That makes the step 15-20% faster in both libraries and
+uses less memory. It is a one-line change for users, not a default, so that the default path
+keeps compiling to the same HLO as hand-written JAX.
 """
