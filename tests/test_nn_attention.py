@@ -258,6 +258,30 @@ class DecodingCacheTest(parameterized.TestCase):
             f.init(KEY, x)
 
 
+class HeadsLinearTest(absltest.TestCase):
+
+    def test_same_params_and_values_as_linear_then_reshape(self):
+        from minihaiku.nn._heads_linear import HeadsLinear
+        x, h = randn(0, [2, 3, 8]), randn(1, [2, 3, 4, 5])
+        split = mh.transform(lambda x: HeadsLinear(12, name="p")(x, 4))
+        merge = mh.transform(lambda h: HeadsLinear(6, name="p")(h))
+        linear = mh.transform(lambda x: mh.nn.Linear(12, name="p")(x))
+        params = randomize(split.init(KEY, x))
+        self.assertEqual({k: v.shape for k, v in params.items()},
+                         {k: v.shape for k, v in linear.init(KEY, x).items()})
+        assert_close(split.apply(params, None, x),
+                     linear.apply(params, None, x).reshape(2, 3, 4, 3))
+        params = randomize(merge.init(KEY, h))
+        self.assertEqual(params["~/p_0/__call__/w"].shape, (20, 6))
+        flat = mh.transform(lambda h: mh.nn.Linear(6, name="p")(h.reshape(2, 3, 20)))
+        assert_close(merge.apply(params, None, h), flat.apply(params, None, h))
+
+    def test_integer_input_is_refused_like_linear(self):
+        f = mh.transform(lambda x: _mha(2, 4, W_INIT)(x, x, x))
+        with self.assertRaises(mh.MiniHaikuError):
+            f.init(KEY, jnp.ones([2, 5, 8], jnp.int32))
+
+
 class BackwardResidualsTest(absltest.TestCase):
 
     def test_backward_pass_keeps_fewer_attention_sized_arrays_than_jax_default(self):

@@ -28,7 +28,7 @@ class HeadsLinear(Linear):
     ``Linear`` applying to it.
     """
 
-    def __call__(self, x: jax.Array, heads: int | None = None) -> jax.Array:  # type: ignore[override]
+    def __call__(self, x: jax.Array, heads: int | None = None) -> jax.Array:
         """Projects ``x``; see the class docstring.
 
         Args:
